@@ -1,0 +1,103 @@
+"""`python -m emulators.redis_rest --port P --redis-url URL --token T [--cluster] ...`"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import uvicorn
+
+from emulators.redis_rest.app import Gateway, Settings
+from emulators.redis_rest.backend import Backend, Cluster, Limits, RedisAddress, SingleNode
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulators.redis_rest",
+        description="Upstash-REST-compatible gateway in front of redis-server or a Redis Cluster.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8079, help="port to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379",
+        help="redis://[user:password@]host:port[/db] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("STASHKIT_GATEWAY_TOKEN"),
+        help="bearer token callers must present (default: $STASHKIT_GATEWAY_TOKEN)",
+    )
+    parser.add_argument(
+        "--cluster", action="store_true", help="the URL is a node of a Redis Cluster: route every command by hash slot"
+    )
+    parser.add_argument("--base-path", default="/", help="path the REST API is mounted at (default: /)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="Redis connections per node, hence concurrent requests (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--command-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up on a Redis reply after this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-block",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest timeout a blocking command may ask for (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=10 * 1024 * 1024, help="largest request body accepted (default: 10 MiB)"
+    )
+    parser.add_argument(
+        "--connection-close",
+        action="store_true",
+        help="answer `Connection: close`, so async SDK clients never reuse a connection "
+        "across event loops (reference G10)",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("--token (or $STASHKIT_GATEWAY_TOKEN) is required")
+    if args.max_block >= args.command_timeout:
+        parser.error("--max-block must be shorter than --command-timeout")
+    try:
+        args.address = RedisAddress.parse(args.redis_url)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    limits = Limits(max_connections=args.max_connections, command_timeout_s=args.command_timeout)
+    backend: Backend = Cluster(args.address, limits) if args.cluster else SingleNode(args.address, limits)
+    settings = Settings(
+        token=args.token,
+        base_path=args.base_path,
+        max_body_bytes=args.max_body_bytes,
+        max_block_s=args.max_block,
+        connection_close=args.connection_close,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        Gateway(backend, settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        log_level="warning",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

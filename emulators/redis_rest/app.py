@@ -1,0 +1,258 @@
+"""The gateway as a bare ASGI app: routing, auth, JSON in and out, base64 mode, stats.
+
+A framework would cost more than the routing it offers here; this path is the hot one of every test
+and benchmark. Wire rules: shared/reference/upstash-redis-rest.md (section numbers cited below).
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import itertools
+import json
+import logging
+import re
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from emulators.redis_rest.backend import Backend
+from emulators.redis_rest.commands import (
+    BadRequest,
+    Prepared,
+    ScriptRegistry,
+    needs_version,
+    parse_json,
+    prepare,
+    to_command,
+    to_commands,
+)
+from emulators.redis_rest.resp import ConnectionLost, Reply, ReplyError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("emulators.redis_rest")
+
+OK = b"OK"
+_SLASHES = re.compile(r"/{2,}")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    token: str
+    base_path: str = "/"
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_block_s: float = 10.0
+    connection_close: bool = False
+
+
+def encode_reply(reply: Reply, base64_mode: bool) -> Any:
+    """A raw Redis reply as Upstash JSON: only strings, integers, null and arrays (RESP2; §6, G3, G4).
+
+    In base64 mode every string is encoded except exactly `OK`; otherwise text is UTF-8 with invalid
+    bytes replaced by U+FFFD, as Upstash does.
+    """
+    if isinstance(reply, bytes):
+        if not base64_mode:
+            return reply.decode(errors="replace")
+        return "OK" if reply == OK else base64.b64encode(reply).decode()
+    if isinstance(reply, list):
+        return [encode_reply(item, base64_mode) for item in reply]
+    if isinstance(reply, ReplyError):  # only nested deep inside a script's table
+        return str(reply)
+    return reply
+
+
+def encode_item(reply: Reply, base64_mode: bool) -> dict[str, Any]:
+    if isinstance(reply, ReplyError):
+        return {"error": str(reply)}
+    return {"result": encode_reply(reply, base64_mode)}
+
+
+class Gateway:
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self._token = settings.token.encode()
+        self._base = "/" + settings.base_path.strip("/")
+        self._scripts = ScriptRegistry()
+        self._sync_prefix = secrets.token_hex(4)
+        self._sync_counter = itertools.count(1)
+        self.requests: Counter[str] = Counter()
+        self.commands: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.backend.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = await self._route(scope, receive)
+        except HttpError as exc:
+            status, body = exc.status, {"error": str(exc)}
+        except BadRequest as exc:
+            status, body = 400, {"error": str(exc)}
+        except ConnectionLost as exc:
+            status, body = 503, {"error": f"ERR the gateway cannot reach Redis: {exc}"}
+        except Exception:
+            log.exception("unexpected gateway failure")
+            status, body = 500, {"error": "ERR internal gateway error (see the gateway's log)"}
+        await self._respond(send, status, body, allow_post=status == 405)
+
+    async def _respond(self, send: Send, status: int, body: Any, allow_post: bool) -> None:
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            # A new token on every response, as Upstash does: the SDK's read-your-writes follows it (§10).
+            (b"upstash-sync-token", f"{self._sync_prefix}-{next(self._sync_counter)}".encode()),
+        ]
+        if allow_post:
+            headers.append((b"allow", b"GET, POST, PUT, HEAD"))
+        if self.settings.connection_close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        method: str = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = _SLASHES.sub("/", raw_path.decode("latin-1"))  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+        if path != self._base and not path.startswith(self._base.rstrip("/") + "/"):
+            raise HttpError(404, f"ERR no such endpoint: the gateway serves {self._base}")
+        relative = path[len(self._base.rstrip("/")) :].strip("/")
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self._authorize(scope, query)
+        base64_mode = _header(scope, b"upstash-encoding").lower() == b"base64"
+
+        if relative == "__stats":
+            if method != "GET":
+                raise HttpError(405, "ERR use GET for /__stats")
+            return 200, self.stats()
+        if relative in ("", "pipeline", "multi-exec"):
+            if method != "POST":
+                raise HttpError(405, f"ERR use POST for {path}")
+            value = parse_json(await _read_body(receive, self.settings.max_body_bytes))
+            if relative == "":
+                return await self._command("command", to_command(value), base64_mode)
+            if relative == "pipeline":
+                return await self._pipeline(to_commands(value), base64_mode)
+            return await self._transaction(to_commands(value), base64_mode)
+        if method not in ("GET", "POST", "PUT", "HEAD"):
+            raise HttpError(405, f"ERR method {method} is not allowed")
+        return await self._command("path", await self._path_command(relative, method, query, receive), base64_mode)
+
+    def _authorize(self, scope: Scope, query: list[tuple[str, str]]) -> None:
+        header = _header(scope, b"authorization")
+        offered = header[7:] if header[:7].lower() == b"bearer " else b""
+        if not offered:  # Upstash also takes the token as `?_token=` (path-style URLs)
+            offered = next((v.encode() for k, v in query if k == "_token"), b"")
+        if not hmac.compare_digest(offered, self._token):
+            raise HttpError(401, "Unauthorized")
+
+    async def _path_command(
+        self, relative: str, method: str, query: list[tuple[str, str]], receive: Receive
+    ) -> tuple[bytes, ...]:
+        """`GET /get/key`, `POST /set/key` (body = value), `?EX=100` → `EX 100` (Upstash's path form)."""
+        args = [unquote_to_bytes(segment) for segment in relative.split("/")]
+        if method in ("POST", "PUT"):
+            body = await _read_body(receive, self.settings.max_body_bytes)
+            if body:
+                args.append(body)
+        for key, value in query:
+            if key != "_token":
+                args.extend(a.encode() for a in (key, value) if a)
+        return tuple(args)
+
+    async def _prepare(self, commands: Sequence[tuple[bytes, ...]]) -> list[Prepared]:
+        major = 7
+        if any(needs_version(args) for args in commands):
+            major = await self.backend.redis_major()
+        return [prepare(args, self._scripts, major, self.settings.max_block_s) for args in commands]
+
+    def _count(self, endpoint: str, commands: int) -> None:
+        self.requests[endpoint] += 1
+        self.commands[endpoint] += commands
+
+    async def _command(self, endpoint: str, args: tuple[bytes, ...], base64_mode: bool) -> tuple[int, Any]:
+        self._count(endpoint, 1)
+        (prepared,) = await self._prepare([args])
+        if prepared.refused is not None:
+            return 400, {"error": prepared.refused}
+        (reply,) = await self.backend.pipeline([prepared.args])
+        item = encode_item(prepared.finish(reply), base64_mode)
+        return (400 if "error" in item else 200), item
+
+    async def _pipeline(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
+        self._count("pipeline", len(commands))
+        prepared = await self._prepare(commands)
+        runnable = [p for p in prepared if p.refused is None]
+        replies = iter(await self.backend.pipeline([p.args for p in runnable]))
+        items = [
+            {"error": p.refused} if p.refused is not None else encode_item(p.finish(next(replies)), base64_mode)
+            for p in prepared
+        ]
+        return 200, items
+
+    async def _transaction(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
+        self._count("multi-exec", len(commands))
+        prepared = await self._prepare(commands)
+        refused = next((p.refused for p in prepared if p.refused is not None), None)
+        if refused is not None:  # nothing runs, as for a queue-time error (§7)
+            return 400, {"error": refused}
+        result = await self.backend.transaction([p.args for p in prepared])
+        if isinstance(result, ReplyError):
+            return 400, {"error": str(result)}
+        return 200, [encode_item(p.finish(r), base64_mode) for p, r in zip(prepared, result, strict=True)]
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "commands": dict(self.commands),
+            "total": {"requests": self.requests.total(), "commands": self.commands.total()},
+        }
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"ERR request body over {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

@@ -1,0 +1,135 @@
+"""RESP2 on one TCP connection, with raw replies.
+
+We speak RESP ourselves (hiredis does the parsing) instead of going through redis-py's command layer,
+because redis-py strips the `ERR ` code from error messages and applies response callbacks; Upstash
+returns Redis's text verbatim and plain RESP2 shapes (upstash-redis-rest.md §6, §15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+
+import hiredis
+
+Arg = bytes
+Command = Sequence[Arg]
+# A reply is what redis-server sent, untouched: bulk and simple strings as bytes, integers, nil as
+# None, arrays as lists, and error replies as ReplyError values (they can sit inside an EXEC array).
+type Reply = bytes | int | list[Reply] | ReplyError | None
+
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class ReplyError(Exception):
+    """An error reply from redis-server; `str(error)` is Redis's text, code included (`ERR ...`)."""
+
+
+class ConnectionLost(ConnectionError):
+    """The TCP connection to Redis failed; the connection must not be reused."""
+
+
+class Connection:
+    """One RESP2 connection. Not shared: a caller leases it from a `Pool` for a whole request."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._parser = hiredis.Reader(replyError=ReplyError)
+        self.broken = False
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout_s: float) -> Connection:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionLost(f"cannot connect to Redis at {host}:{port}: {exc or 'timed out'}") from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Small request/reply pairs: without this, Nagle plus delayed ACK adds ~40 ms (§15).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
+        """Send all `commands` in one write and read one reply for each, in order."""
+        # hiredis types its argument as a 1-tuple; any tuple of arguments is accepted.
+        payload = b"".join(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
+        try:
+            self._writer.write(payload)
+            return await asyncio.wait_for(self._read_replies(len(commands)), timeout_s)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, hiredis.ProtocolError) as exc:
+            self.broken = True
+            raise ConnectionLost(f"lost the connection to Redis: {exc or type(exc).__name__}") from exc
+
+    async def _read_replies(self, count: int) -> list[Reply]:
+        replies: list[Reply] = []
+        while len(replies) < count:
+            reply = self._parser.gets()
+            if reply is False:
+                chunk = await self._reader.read(READ_CHUNK_BYTES)
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", None)
+                self._parser.feed(chunk)
+                continue
+            replies.append(reply)
+        return replies
+
+    @property
+    def stale(self) -> bool:
+        """True once Redis closed its side (a restart, `CLIENT KILL`, idle timeout): never reuse it."""
+        return self.broken or self._reader.at_eof() or self._writer.is_closing()
+
+    def close(self) -> None:
+        self.broken = True
+        self._writer.close()
+
+
+class Pool:
+    """Connections to one Redis node, each leased to one request at a time.
+
+    Exclusive leases are what make `/multi-exec` safe under concurrency: MULTI ... EXEC always runs
+    on a connection nobody else is writing to (the community proxy shares them: SRH issue #25).
+    A connection that failed is dropped, so the pool heals by itself when Redis comes back.
+    """
+
+    def __init__(
+        self, host: str, port: int, *, max_connections: int, connect_timeout_s: float, handshake: Sequence[Command] = ()
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._handshake = list(handshake)
+        self._idle: list[Connection] = []
+        self._slots = asyncio.Semaphore(max_connections)
+        self._connect_timeout_s = connect_timeout_s
+
+    async def roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
+        async with self._slots:
+            connection = await self._lease()
+            try:
+                replies = await connection.roundtrip(commands, timeout_s)
+            except BaseException:
+                connection.close()
+                raise
+            self._idle.append(connection)
+            return replies
+
+    async def _lease(self) -> Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.stale:
+                return connection
+            connection.close()
+        connection = await Connection.open(self.host, self.port, self._connect_timeout_s)
+        if self._handshake:
+            replies = await connection.roundtrip(self._handshake, self._connect_timeout_s)
+            refused = next((r for r in replies if isinstance(r, ReplyError)), None)
+            if refused is not None:
+                connection.close()
+                raise ConnectionLost(f"Redis refused the gateway's connection set-up: {refused}")
+        return connection
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
