@@ -7,6 +7,7 @@ Nothing here ever talks to a server it did not start (the machine's own Redis on
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_cluster_port() -> int:
+    """A free port P whose cluster-bus port P+10000 is free too (and so below 65536)."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 15.0) -> None:
@@ -59,14 +74,19 @@ class Process:
 
     def start(self) -> Process:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = subprocess.Popen(
-            list(self.argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=None
-        )
-        wait_for_port(self.port, self.proc)
+        self.proc = subprocess.Popen(list(self.argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=None)
+        try:
+            wait_for_port(self.port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            self.proc.wait()
             return
         self.proc.terminate()
         try:
@@ -113,9 +133,16 @@ class RedisCluster:
     workdir: Path | None = None
 
     def start(self) -> RedisCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> RedisCluster:
         self.workdir = Path(tempfile.mkdtemp(prefix="stashkit-cluster-"))
         for _ in range(3):
-            port = free_port()
+            port = free_cluster_port()
             conf = self.workdir / f"nodes-{port}.conf"
             node = redis_server(
                 port, "--cluster-enabled", "yes", "--cluster-config-file", str(conf), "--dir", str(self.workdir)

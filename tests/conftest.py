@@ -1,0 +1,89 @@
+"""Session fixtures: a private redis-server, a 3-master Redis Cluster, and our gateway in front of each.
+
+Tests use keys under their own hash tag (the `tag` fixture), so they never need to flush anything and
+run unchanged against the single node and the Cluster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import Process, RedisCluster, free_port, python_module, redis_server
+
+GATEWAY_TOKEN = "test-gateway-token"
+
+
+@dataclass
+class Gateway:
+    """A running gateway: where it is, how to reach it, and its round-trip counters."""
+
+    url: str
+    token: str
+    process: Process
+    redis_url: str
+
+    def stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/__stats", headers={"Authorization": f"Bearer {self.token}"})
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def requests(self) -> int:
+        total: int = self.stats()["total"]["requests"]
+        return total
+
+
+def start_gateway(redis_url: str, *extra: str) -> Gateway:
+    port = free_port()
+    process = python_module(
+        "emulators.redis_rest", port, "--redis-url", redis_url, "--token", GATEWAY_TOKEN, *extra
+    ).start()
+    return Gateway(f"http://127.0.0.1:{port}", GATEWAY_TOKEN, process, redis_url)
+
+
+@pytest.fixture(scope="session")
+def redis_node() -> Iterator[Process]:
+    node = redis_server().start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(redis_node: Process) -> Iterator[Gateway]:
+    handle = start_gateway(f"redis://127.0.0.1:{redis_node.port}")
+    yield handle
+    handle.process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_gateway(redis_cluster: RedisCluster) -> Iterator[Gateway]:
+    handle = start_gateway(redis_cluster.url, "--cluster")
+    yield handle
+    handle.process.stop()
+
+
+@pytest.fixture(scope="session", params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
+def any_gateway(request: pytest.FixtureRequest) -> Gateway:
+    """The same test against a single redis-server and against the Cluster."""
+    name = "gateway" if request.param == "single" else "cluster_gateway"
+    handle: Gateway = request.getfixturevalue(name)
+    return handle
+
+
+@pytest.fixture
+def tag() -> str:
+    """A key prefix of this test's own: unique, and one hash tag so the Cluster accepts multi-key commands."""
+    return f"{{t-{uuid.uuid4().hex[:12]}}}:"
