@@ -6,24 +6,26 @@ and benchmark. Wire rules: shared/reference/upstash-redis-rest.md (section numbe
 
 from __future__ import annotations
 
-import base64
 import hmac
 import itertools
-import json
 import logging
 import re
 import secrets
+from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+import orjson
+
 from emulators.redis_rest.backend import Backend
 from emulators.redis_rest.commands import (
     BadRequest,
     Prepared,
     ScriptRegistry,
+    is_special,
     needs_version,
     parse_json,
     prepare,
@@ -67,7 +69,7 @@ def encode_reply(reply: Reply, base64_mode: bool) -> Any:
     if isinstance(reply, bytes):
         if not base64_mode:
             return reply.decode(errors="replace")
-        return "OK" if reply == OK else base64.b64encode(reply).decode()
+        return "OK" if reply == OK else b2a_base64(reply, newline=False).decode()
     if isinstance(reply, list):
         return [encode_reply(item, base64_mode) for item in reply]
     if isinstance(reply, ReplyError):  # only nested deep inside a script's table
@@ -78,6 +80,8 @@ def encode_reply(reply: Reply, base64_mode: bool) -> Any:
 def encode_item(reply: Reply, base64_mode: bool) -> dict[str, Any]:
     if isinstance(reply, ReplyError):
         return {"error": str(reply)}
+    if base64_mode and type(reply) is bytes and reply != OK:  # the common case, inlined
+        return {"result": b2a_base64(reply, newline=False).decode()}
     return {"result": encode_reply(reply, base64_mode)}
 
 
@@ -124,7 +128,7 @@ class Gateway:
         await self._respond(send, status, body, allow_post=status == 405)
 
     async def _respond(self, send: Send, status: int, body: Any, allow_post: bool) -> None:
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = orjson.dumps(body)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -209,6 +213,8 @@ class Gateway:
 
     async def _pipeline(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
         self._count("pipeline", len(commands))
+        if not any(is_special(args) for args in commands):  # the usual case: nothing to refuse or rewrite
+            return 200, [encode_item(reply, base64_mode) for reply in await self.backend.pipeline(commands)]
         prepared = await self._prepare(commands)
         runnable = [p for p in prepared if p.refused is None]
         replies = iter(await self.backend.pipeline([p.args for p in runnable]))

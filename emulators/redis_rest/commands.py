@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from emulators.redis_rest.resp import Reply
 
@@ -55,7 +55,10 @@ def to_command(value: object) -> tuple[bytes, ...]:
         raise BadRequest('ERR a command must be a JSON array of strings and numbers, like ["GET","key"]')
     if not value:
         raise BadRequest("ERR empty command")
-    return tuple(to_argument(item, index) for index, item in enumerate(value))
+    try:  # hot path: every element is text (numbers arrive as their literal text, see parse_json)
+        return tuple([item.encode() for item in value])
+    except (AttributeError, UnicodeEncodeError):
+        return tuple(to_argument(item, index) for index, item in enumerate(value))
 
 
 def to_commands(value: object) -> list[tuple[bytes, ...]]:
@@ -157,8 +160,7 @@ def sha1_hex(script: bytes) -> bytes:
     return hashlib.sha1(script, usedforsecurity=False).hexdigest().encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):  # a NamedTuple: built once per command on the hot path, and cheap to build
     """A command ready for Redis, or the reason it was refused before reaching Redis."""
 
     args: tuple[bytes, ...]
@@ -191,7 +193,22 @@ class ScriptRegistry:
         return self._cached_sha.get(sha.lower(), sha)
 
 
+_SCRIPTING = {"EVAL", "EVAL_RO", "EVALSHA", "EVALSHA_RO", "SCRIPT"}
+# Every command name `prepare` does anything about; all others pass through untouched.
+_SPECIAL = {
+    name.encode()
+    for name in (*REFUSED, *_TIMEOUT_LAST_S, *_TIMEOUT_FIRST_S, *_TIMEOUT_LAST_MS, "XREAD", "XREADGROUP", *_SCRIPTING)
+}
+
+
+def is_special(args: Sequence[bytes]) -> bool:
+    """Whether `prepare` would do anything to this command; most commands pass through untouched."""
+    return args[0].upper() in _SPECIAL
+
+
 def prepare(args: tuple[bytes, ...], scripts: ScriptRegistry, redis_major: int, max_block_s: float) -> Prepared:
+    if not is_special(args):
+        return Prepared(args)
     reason = refusal(args, max_block_s)
     if reason is not None:
         return Prepared(args, refused=reason)
@@ -213,7 +230,7 @@ def prepare(args: tuple[bytes, ...], scripts: ScriptRegistry, redis_major: int, 
 
 def needs_version(args: Sequence[bytes]) -> bool:
     """Whether preparing this command depends on the Redis version (it carries a `#!` script)."""
-    name = command_name(args)
-    if name in ("EVAL", "EVAL_RO"):
+    name = args[0].upper()
+    if name in (b"EVAL", b"EVAL_RO"):
         return len(args) > 1 and args[1].startswith(SHEBANG)
-    return name == "SCRIPT" and len(args) > 2 and args[1].upper() == b"LOAD" and args[2].startswith(SHEBANG)
+    return name == b"SCRIPT" and len(args) > 2 and args[1].upper() == b"LOAD" and args[2].startswith(SHEBANG)

