@@ -40,9 +40,83 @@ def redis_settings(environ: Mapping[str, str] | None = None) -> RedisSettings:
         if not url:
             continue
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-            raise ConfigurationError(url_var, f"must be an http(s) URL such as https://xxx.upstash.io, got {url!r}")
+            raise ConfigurationError(url_var, "must be an http(s) URL such as https://xxx.upstash.io")
         token = env.get(token_var, "").strip()
         if not token:
             raise ConfigurationError(token_var, f"is not set (it goes with {url_var})")
         return RedisSettings(url.rstrip("/"), token)
     raise ConfigurationError(REDIS_URL_VARS[0], f"is not set (nor Vercel's {REDIS_URL_VARS[1]})")
+
+
+QSTASH_URL_VAR = "QSTASH_URL"
+QSTASH_TOKEN_VAR = "QSTASH_TOKEN"
+QSTASH_CURRENT_KEY_VAR = "QSTASH_CURRENT_SIGNING_KEY"
+QSTASH_NEXT_KEY_VAR = "QSTASH_NEXT_SIGNING_KEY"
+QSTASH_DEFAULT_URL = "https://qstash.upstash.io"
+ADMIN_TOKEN_VAR = "STASHKIT_ADMIN_TOKEN"
+MAX_BODY_VAR = "STASHKIT_MAX_BODY_BYTES"
+REDIS_TIMEOUT_VAR = "STASHKIT_REDIS_TIMEOUT_MS"
+
+# Every variable the library reads, for the health check (names only, never values).
+ALL_VARIABLES = (
+    *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
+    QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class QStashSettings:
+    url: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"QStashSettings(url={self.url!r}, token='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    max_body_bytes: int
+    redis_timeout_s: float
+    admin_token: str | None
+
+    def __repr__(self) -> str:
+        admin = "'***'" if self.admin_token else None
+        return (
+            f"HttpSettings(max_body_bytes={self.max_body_bytes}, redis_timeout_s={self.redis_timeout_s}, "
+            f"admin_token={admin})"
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) <= maximum:
+        raise ConfigurationError(name, f"must be a whole number between 1 and {maximum}, got {raw!r}")
+    return int(raw)
+
+
+def http_settings(environ: Mapping[str, str] | None = None) -> HttpSettings:
+    env = os.environ if environ is None else environ
+    return HttpSettings(
+        max_body_bytes=_positive_int(env, MAX_BODY_VAR, 64 * 1024, 6 * 1024 * 1024),  # Lambda's payload cap is 6 MB
+        redis_timeout_s=_positive_int(env, REDIS_TIMEOUT_VAR, 3000, 60_000) / 1000,
+        admin_token=env.get(ADMIN_TOKEN_VAR, "").strip() or None,
+    )
+
+
+def qstash_settings(environ: Mapping[str, str] | None = None) -> QStashSettings:
+    """QStash's endpoint and token; `QSTASH_URL` defaults to Upstash's (the local emulator sets it)."""
+    env = os.environ if environ is None else environ
+    url = env.get(QSTASH_URL_VAR, "").strip() or QSTASH_DEFAULT_URL
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigurationError(QSTASH_URL_VAR, "must be an http(s) URL such as https://qstash.upstash.io")
+    token = env.get(QSTASH_TOKEN_VAR, "").strip()
+    if not token:
+        raise ConfigurationError(QSTASH_TOKEN_VAR, "is not set")
+    return QStashSettings(url.rstrip("/"), token)
+
+
+def configured_variables(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
+    env = os.environ if environ is None else environ
+    return {name: bool(env.get(name, "").strip()) for name in ALL_VARIABLES}

@@ -1,7 +1,16 @@
 """The one exception tree of the library; data lives in attributes, not in message strings.
 
-StashkitError
-└── ConfigurationError      a required environment variable is missing or malformed
+    StashkitError
+    ├── ConfigurationError      a required environment variable is missing or malformed
+    ├── RedisUnavailable        Redis could not be reached, or did not answer in time
+    └── Problem                 an error a caller caused or must know about; becomes RFC 9457 JSON
+        ├── InvalidInput        400/422: names the `field` (path, query or body) that is wrong
+        ├── Unauthorized        401: missing or wrong bearer token
+        ├── NotFound            404
+        ├── PayloadTooLarge     413
+        └── ServiceUnavailable  503: a dependency is down, or a feature is not configured
+
+HTTP responses are built from `Problem` in exactly one place (shared/http.py).
 """
 
 from __future__ import annotations
@@ -18,3 +27,71 @@ class ConfigurationError(StashkitError):
         super().__init__(f"{variable} {problem}")
         self.variable = variable
         self.problem = problem
+
+
+class RedisUnavailable(StashkitError):
+    """Redis (the REST endpoint) could not be reached or did not answer within the timeout."""
+
+
+class Problem(StashkitError):
+    """An error shown to the caller as problem details: `status`, a short `title`, a `detail`."""
+
+    status = 500
+    title = "Internal error"
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+        if status is not None:
+            self.status = status
+        if title is not None:
+            self.title = title
+            self.slug = title.lower().replace(" ", "-")
+
+    @property
+    def type(self) -> str:
+        return f"urn:stashkit:problem:{self.slug}"
+
+
+class InvalidInput(Problem):
+    status = 422
+    title = "Invalid input"
+    slug = "invalid-input"
+
+
+class Unauthorized(Problem):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(Problem):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class PayloadTooLarge(Problem):
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
+class ServiceUnavailable(Problem):
+    status = 503
+    title = "Service unavailable"
+    slug = "unavailable"

@@ -5,16 +5,49 @@ Mangum runs every invocation of a warm Lambda on one loop, so there it is one cl
 the container. httpx connections belong to the loop that opened them; a client reused on another loop
 fails its first call and, with the SDK's default retry, silently waits 3 s (reference §2, G10). A new
 loop gets a new client, so that never happens, whatever runtime or test suite drives us.
+
+Two things the SDK lacks are added to its httpx client: a timeout (it has none, so a stalled endpoint
+would hang the function until the platform kills it: G9) and a per-request count of round trips, which
+the request log reports (`round_trips()`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
+import httpx
 from upstash_redis.asyncio import Redis
 
-from shared.config import RedisSettings, redis_settings
+from shared.config import RedisSettings, http_settings, redis_settings
+from shared.errors import RedisUnavailable
+
+_round_trips: ContextVar[list[int] | None] = ContextVar("stashkit_redis_round_trips", default=None)
+
+
+def count_round_trips() -> list[int]:
+    """Start counting Redis HTTP calls in this context (one request); read `counter[0]` at the end."""
+    counter = [0]
+    _round_trips.set(counter)
+    return counter
+
+
+async def _on_request(_request: httpx.Request) -> None:
+    counter = _round_trips.get()
+    if counter is not None:
+        counter[0] += 1
+
+
+def _instrument(client: Redis, timeout_s: float) -> Redis:
+    # Pinned SDK internals (upstash-redis 1.8.0: AsyncHttpClient._client is its httpx.AsyncClient);
+    # tests/shared/test_redis.py fails if they move.
+    transport: httpx.AsyncClient = client._http._client
+    transport.timeout = httpx.Timeout(timeout_s)
+    transport.event_hooks = {"request": [_on_request], "response": []}
+    return client
 
 
 class RedisClients:
@@ -25,8 +58,9 @@ class RedisClients:
     ended is simply dropped, and its sockets close when it is collected.
     """
 
-    def __init__(self, settings: RedisSettings | None = None) -> None:
+    def __init__(self, settings: RedisSettings | None = None, timeout_s: float | None = None) -> None:
         self._settings = settings
+        self._timeout_s = timeout_s
         self._client: Redis | None = None
         self._loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
@@ -39,10 +73,13 @@ class RedisClients:
     def get(self) -> Redis:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is None or self._loop() is not loop:
+            if self._timeout_s is None:
+                self._timeout_s = http_settings().redis_timeout_s
             # No SDK-level retry: it resends after a lost reply, so an INCR or a rate-limit script
             # could count twice, and its fixed 3 s pause outlasts most function budgets (§9). Callers
             # that can safely retry do so themselves.
-            self._client = Redis(self.settings.rest_url, self.settings.rest_token, rest_retries=0)
+            client = Redis(self.settings.rest_url, self.settings.rest_token, rest_retries=0)
+            self._client = _instrument(client, self._timeout_s)
             self._loop = weakref.ref(loop)
         return self._client
 
@@ -59,3 +96,12 @@ _default = RedisClients()
 def get_redis() -> Redis:
     """The Redis client for the running event loop, configured from the environment."""
     return _default.get()
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turn transport failures (refused, reset, timed out) into `RedisUnavailable`, once, here."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise RedisUnavailable(f"Redis did not answer: {type(exc).__name__}") from exc
