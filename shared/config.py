@@ -56,11 +56,12 @@ QSTASH_DEFAULT_URL = "https://qstash.upstash.io"
 ADMIN_TOKEN_VAR = "STASHKIT_ADMIN_TOKEN"
 MAX_BODY_VAR = "STASHKIT_MAX_BODY_BYTES"
 REDIS_TIMEOUT_VAR = "STASHKIT_REDIS_TIMEOUT_MS"
+RATELIMIT_POLICIES_VAR = "STASHKIT_RATELIMIT_POLICIES"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
-    QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR,
+    QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
 )  # fmt: skip
 
 
@@ -120,3 +121,9 @@ def qstash_settings(environ: Mapping[str, str] | None = None) -> QStashSettings:
 def configured_variables(environ: Mapping[str, str] | None = None) -> dict[str, bool]:
     env = os.environ if environ is None else environ
     return {name: bool(env.get(name, "").strip()) for name in ALL_VARIABLES}
+
+
+def ratelimit_policies_json(environ: Mapping[str, str] | None = None) -> str | None:
+    """The JSON policy map (shared/ratelimit/policy.py validates it), or None for the defaults."""
+    env = os.environ if environ is None else environ
+    return env.get(RATELIMIT_POLICIES_VAR, "").strip() or None

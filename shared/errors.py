@@ -6,8 +6,10 @@
     └── Problem                 an error a caller caused or must know about; becomes RFC 9457 JSON
         ├── InvalidInput        400/422: names the `field` (path, query or body) that is wrong
         ├── Unauthorized        401: missing or wrong bearer token
+        ├── Forbidden           403: e.g. an identifier on a deny list
         ├── NotFound            404
         ├── PayloadTooLarge     413
+        ├── RateLimited         429: with Retry-After and RateLimit-* headers
         └── ServiceUnavailable  503: a dependency is down, or a feature is not configured
 
 HTTP responses are built from `Problem` in exactly one place (shared/http.py).
@@ -79,6 +81,12 @@ class Unauthorized(Problem):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class Forbidden(Problem):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class NotFound(Problem):
     status = 404
     title = "Not found"
@@ -89,6 +97,12 @@ class PayloadTooLarge(Problem):
     status = 413
     title = "Payload too large"
     slug = "payload-too-large"
+
+
+class RateLimited(Problem):
+    status = 429
+    title = "Too many requests"
+    slug = "rate-limited"
 
 
 class ServiceUnavailable(Problem):

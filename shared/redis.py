@@ -45,7 +45,9 @@ def _instrument(client: Redis, timeout_s: float) -> Redis:
     # Pinned SDK internals (upstash-redis 1.8.0: AsyncHttpClient._client is its httpx.AsyncClient);
     # tests/shared/test_redis.py fails if they move.
     transport: httpx.AsyncClient = client._http._client
-    transport.timeout = httpx.Timeout(timeout_s)
+    # Connect, read and write are bounded; waiting for a free pooled connection is not (that is local
+    # queueing under load, which callers bound with their own deadline, e.g. a rate-limit policy's).
+    transport.timeout = httpx.Timeout(timeout_s, pool=None)
     transport.event_hooks = {"request": [_on_request], "response": []}
     return client
 
