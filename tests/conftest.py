@@ -6,6 +6,7 @@ run unchanged against the single node and the Cluster.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,6 +82,54 @@ def any_gateway(request: pytest.FixtureRequest) -> Gateway:
     name = "gateway" if request.param == "single" else "cluster_gateway"
     handle: Gateway = request.getfixturevalue(name)
     return handle
+
+
+ADMIN_TOKEN = "test-admin-token"
+# The rate-limit policies the function tests run against (STASHKIT_RATELIMIT_POLICIES).
+TEST_POLICIES = {
+    "api": {"limits": [{"algorithm": "fixed_window", "limit": 3, "window_s": 60},
+                       {"algorithm": "sliding_window", "limit": 100, "window_s": 3600}],
+            "tiers": {"pro": [{"algorithm": "fixed_window", "limit": 10, "window_s": 60}]},
+            "tier_prefixes": {"pk_pro_": "pro"}, "deny": ["banned"], "timeout_ms": 5000},
+    "login": {"limits": [{"algorithm": "fixed_window", "limit": 2, "window_s": 60}], "outage": "fail_closed",
+              "timeout_ms": 1000},
+    "open": {"limits": [{"algorithm": "fixed_window", "limit": 2, "window_s": 60}], "outage": "fail_open",
+             "timeout_ms": 1000},
+    "uploads": {"limits": [{"algorithm": "token_bucket", "limit": 5, "window_s": 60, "refill": 1}],
+                "concurrency": 1, "lease_ttl_s": 30, "timeout_ms": 5000},
+}  # fmt: skip
+
+
+@dataclass
+class Functions:
+    """Every function of functions/ served over HTTP, as vercel.json routes them."""
+
+    url: str
+    process: Process
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def function_environment(gateway: Gateway) -> dict[str, str]:
+    return {
+        "UPSTASH_REDIS_REST_URL": gateway.url,
+        "UPSTASH_REDIS_REST_TOKEN": gateway.token,
+        "STASHKIT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "STASHKIT_RATELIMIT_POLICIES": json.dumps(TEST_POLICIES),
+    }
+
+
+def start_functions(env: dict[str, str]) -> Functions:
+    port = free_port()
+    return Functions(f"http://127.0.0.1:{port}", python_module("emulators.functions_server", port, env=env).start())
+
+
+@pytest.fixture(scope="session")
+def functions(gateway: Gateway) -> Iterator[Functions]:
+    handle = start_functions(function_environment(gateway))
+    yield handle
+    handle.process.stop()
 
 
 @pytest.fixture
