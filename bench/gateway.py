@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,9 +25,10 @@ import redis.asyncio as aioredis
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.http_client import HttpConnection, machine
 from tests.servers import python_module, redis_server
 
-TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a private gateway
+TOKEN = "bench-token"
 
 
 @dataclass
@@ -48,36 +47,15 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class HttpConnection:
-    """One keep-alive HTTP/1.1 connection that posts JSON and reads a Content-Length response."""
+async def send_ok(connection: HttpConnection, raw: bytes) -> bytes:
+    status, body = await connection.send(raw)
+    if status != 200:
+        raise RuntimeError(f"gateway answered {status}: {body[:200]!r}")
+    return body
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-        self.reader, self.writer, self.port = reader, writer, port
 
-    @classmethod
-    async def open(cls, port: int) -> HttpConnection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, port)
-
-    def request(self, path: str, body: bytes) -> bytes:
-        return (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Bearer {TOKEN}\r\n"
-            f"Content-Type: application/json\r\nUpstash-Encoding: base64\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-
-    async def send(self, raw: bytes) -> bytes:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-        )
-        body = await self.reader.readexactly(length)
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"gateway answered {head.splitlines()[0]!r}: {body[:200]!r}")
-        return body
-
-    def close(self) -> None:
-        self.writer.close()
+def post(connection: HttpConnection, path: str, body: bytes) -> bytes:
+    return connection.request(path, body, {"Authorization": f"Bearer {TOKEN}", "Upstash-Encoding": "base64"})
 
 
 async def drive(label: str, workers: Sequence[Callable[[], Awaitable[object]]], total: int) -> Result:
@@ -104,8 +82,10 @@ async def measure(gateway_port: int, redis_port: int, requests: int) -> list[tup
         connections = [await HttpConnection.open(gateway_port) for _ in range(concurrency)]
         for op in ("GET", "SET"):
             args = ["GET", "bench:key"] if op == "GET" else ["SET", "bench:key", "x" * 100]
-            raw_by_conn = [c.request("/", json.dumps(args).encode()) for c in connections]
-            http_workers = [(lambda c=c, raw=raw: c.send(raw)) for c, raw in zip(connections, raw_by_conn, strict=True)]
+            raw_by_conn = [post(c, "/", json.dumps(args).encode()) for c in connections]
+            http_workers = [
+                (lambda c=c, raw=raw: send_ok(c, raw)) for c, raw in zip(connections, raw_by_conn, strict=True)
+            ]
             redis_workers = [(lambda args=args: direct.execute_command(*args))] * concurrency  # type: ignore[no-untyped-call]
             await drive("warm-up", http_workers, min(requests, 500))
             gateway = await drive(f"gateway  {op} c={concurrency}", http_workers, requests)
@@ -120,14 +100,14 @@ async def measure(gateway_port: int, redis_port: int, requests: int) -> list[tup
 async def pipeline_cost(gateway_port: int, requests: int) -> tuple[float, float]:
     """p50 of one command and of a 100-command pipeline, interleaved so both see the same machine state."""
     connection = await HttpConnection.open(gateway_port)
-    single = connection.request("/", json.dumps(["GET", "bench:key"]).encode())
-    hundred = connection.request("/pipeline", json.dumps([["GET", "bench:key"]] * 100).encode())
+    single = post(connection, "/", json.dumps(["GET", "bench:key"]).encode())
+    hundred = post(connection, "/pipeline", json.dumps([["GET", "bench:key"]] * 100).encode())
     one_ms: list[float] = []
     many_ms: list[float] = []
     for i in range(requests // 2 + 200):
         for raw, sink in ((single, one_ms), (hundred, many_ms)):
             start = time.perf_counter()
-            await connection.send(raw)
+            await send_ok(connection, raw)
             if i >= 200:  # warm-up
                 sink.append((time.perf_counter() - start) * 1000)
     connection.close()
@@ -150,12 +130,7 @@ def main() -> None:
         gateway.stop()
         node.stop()
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(
-        f"\nmachine: {cpu}, {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.platform(terse=True)}; one gateway worker\n"
-    )
+    print(f"\nmachine: {machine()}; one gateway worker\n")
     print(f"{'measurement':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'baseline req/s':>16}{'added p50 ms':>14}")
     for gateway_result, baseline in pairs:
         added = gateway_result.pct(0.5) - baseline.pct(0.5)

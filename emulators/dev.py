@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_REDIS_TOKEN = "stashkit-dev-token"  # noqa: S105 - a local-only credential, printed on purpose
+DEV_REDIS_TOKEN = "stashkit-dev-token"  # a local-only credential, printed on purpose
 
 
 @dataclass
@@ -100,9 +100,14 @@ def environment(args: argparse.Namespace, stack: list[Service]) -> dict[str, str
         "UPSTASH_REDIS_REST_TOKEN": DEV_REDIS_TOKEN,
     }
     if any(s.name == "qstash emulator" for s in stack):
-        from emulators.qstash.defaults import dev_environment
+        from emulators.qstash import config as qstash  # present only once the emulator is installed
 
-        env.update(dev_environment(f"http://{args.host}:{args.qstash_port}"))
+        env |= {
+            "QSTASH_URL": f"http://{args.host}:{args.qstash_port}",
+            "QSTASH_TOKEN": qstash.DEFAULT_TOKEN,
+            "QSTASH_CURRENT_SIGNING_KEY": qstash.DEFAULT_CURRENT_SIGNING_KEY,
+            "QSTASH_NEXT_SIGNING_KEY": qstash.DEFAULT_NEXT_SIGNING_KEY,
+        }
     return env
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -251,7 +252,7 @@ def destination() -> Iterator[Destination]:
 @pytest.fixture
 def path(request: pytest.FixtureRequest) -> str:
     """A destination path no other test uses."""
-    return f"/{request.node.name.replace('[', '-').rstrip(']')}-{next(_unique)}"
+    return f"/{re.sub(r'[^A-Za-z0-9_-]+', '-', request.node.name).strip('-')}-{next(_unique)}"
 
 
 def publish_one(client: QStash, url: str, as_json: bool = False, **options: Any) -> str:
