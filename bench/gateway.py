@@ -26,7 +26,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.http_client import HttpConnection, machine
-from tests.servers import python_module, redis_server
+from tests.servers import free_port, python_module, redis_server
 
 TOKEN = "bench-token"
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=6400, help="calls per measurement (default: 6400)")
     args = parser.parse_args()
     node = redis_server().start()
-    gateway_port = node.port + 1 if node.port < 65000 else node.port - 1
+    gateway_port = free_port()
     gateway = python_module(
         "emulators.redis_rest", gateway_port, "--redis-url", f"redis://127.0.0.1:{node.port}", "--token", TOKEN
     ).start()
