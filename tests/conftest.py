@@ -15,7 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.emulators.qstash_fixtures import CURRENT_KEY, NEXT_KEY, EmulatorProcess
 from tests.servers import Process, RedisCluster, free_port, python_module, redis_server
+
+# The QStash emulator's fixtures (qstash_server, destination, SDK clients) are shared by every test.
+pytest_plugins = ["tests.emulators.qstash_fixtures"]
 
 GATEWAY_TOKEN = "test-gateway-token"
 
@@ -111,13 +115,21 @@ class Functions:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def function_environment(gateway: Gateway) -> dict[str, str]:
-    return {
+def function_environment(gateway: Gateway, qstash: EmulatorProcess | None = None) -> dict[str, str]:
+    env = {
         "UPSTASH_REDIS_REST_URL": gateway.url,
         "UPSTASH_REDIS_REST_TOKEN": gateway.token,
         "STASHKIT_ADMIN_TOKEN": ADMIN_TOKEN,
         "STASHKIT_RATELIMIT_POLICIES": json.dumps(TEST_POLICIES),
     }
+    if qstash is not None:
+        env |= {
+            "QSTASH_URL": qstash.base_url,
+            "QSTASH_TOKEN": qstash.token,
+            "QSTASH_CURRENT_SIGNING_KEY": CURRENT_KEY,
+            "QSTASH_NEXT_SIGNING_KEY": NEXT_KEY,
+        }
+    return env
 
 
 def start_functions(env: dict[str, str]) -> Functions:
@@ -126,8 +138,8 @@ def start_functions(env: dict[str, str]) -> Functions:
 
 
 @pytest.fixture(scope="session")
-def functions(gateway: Gateway) -> Iterator[Functions]:
-    handle = start_functions(function_environment(gateway))
+def functions(gateway: Gateway, qstash_server: EmulatorProcess) -> Iterator[Functions]:
+    handle = start_functions(function_environment(gateway, qstash_server))
     yield handle
     handle.process.stop()
 

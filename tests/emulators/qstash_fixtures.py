@@ -1,5 +1,5 @@
-"""Fixtures for the QStash emulator tests; each test module loads them with
-`pytest_plugins = ["tests.emulators.qstash_fixtures"]`, so the session-scoped servers are shared.
+"""Fixtures for the QStash emulator; tests/conftest.py loads them as a plugin for the whole suite,
+so the session-scoped servers are shared.
 
 * `qstash_server`: the emulator as a real subprocess (`python -m emulators.qstash`) at time scale 0.001,
   so a 12 s backoff takes 12 ms. Tests that move its clock or rotate its keys start their own with

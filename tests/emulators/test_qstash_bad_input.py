@@ -10,8 +10,6 @@ from qstash.errors import QStashError
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 DEST = "http://127.0.0.1:9/x"  # never reached: each request below is refused before publishing
 
 

@@ -11,8 +11,6 @@ from qstash.log import LogFilter, LogState
 
 from tests.emulators.qstash_fixtures import Destination, eventually, publish_one
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()

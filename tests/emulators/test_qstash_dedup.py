@@ -9,8 +9,6 @@ from qstash.message import PublishResponse
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def test_same_deduplication_id_is_accepted_once(qstash: QStash, destination: Destination, path: str) -> None:
     first = qstash.message.publish(url=destination.url(path), body="a", deduplication_id=path)

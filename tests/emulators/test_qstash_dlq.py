@@ -8,8 +8,6 @@ from qstash.errors import QStashError
 
 from tests.emulators.qstash_fixtures import Destination, eventually, publish_one
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def fail_into_dlq(qstash: QStash, destination: Destination, path: str, count: int, status: int = 500) -> list[str]:
     destination.behave(path, status=status)

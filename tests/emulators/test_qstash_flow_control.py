@@ -10,8 +10,6 @@ from qstash.errors import QStashError
 
 from tests.emulators.qstash_fixtures import Destination, eventually
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def key_of(path: str) -> str:
     return "fc-" + path.strip("/")

@@ -12,8 +12,6 @@ from qstash.errors import SignatureError
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess, publish_one, start_emulator
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 OLD_CURRENT = "sig_" + "A" * 28
 OLD_NEXT = "sig_" + "B" * 28
 

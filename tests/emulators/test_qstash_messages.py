@@ -11,8 +11,6 @@ from qstash.log import LogState
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess, eventually, publish_one
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def states_of(qstash: QStash, message_id: str) -> list[str]:
     logs = qstash.log.list(filter={"message_id": message_id}).logs

@@ -12,8 +12,6 @@ from qstash.message import FlowControl, PublishResponse
 
 from tests.emulators.qstash_fixtures import CURRENT_KEY, NEXT_KEY, Destination, publish_one
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def test_delivery_keeps_method_query_body_and_forwarded_headers(
     qstash: QStash, destination: Destination, path: str

@@ -10,8 +10,6 @@ from qstash.errors import QStashError
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def queue_name(path: str) -> str:
     return path.strip("/")[-60:]

@@ -10,8 +10,6 @@ from qstash import QStash
 
 from tests.emulators.qstash_fixtures import Destination, Received, eventually, publish_one
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def gaps(received: list[Received]) -> list[float]:
     return [later.at - earlier.at for earlier, later in itertools.pairwise(received)]

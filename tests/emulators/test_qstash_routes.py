@@ -9,8 +9,6 @@ from qstash import Receiver
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess, publish_one, start_emulator
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 PUBLIC = "https://myapp.example.com"
 
 

@@ -15,8 +15,6 @@ from qstash.schedule import ScheduleState
 
 from tests.emulators.qstash_fixtures import Destination, EmulatorProcess, start_emulator
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 @pytest.fixture(scope="module")
 def clock_server() -> Iterator[EmulatorProcess]:

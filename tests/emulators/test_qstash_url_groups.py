@@ -8,8 +8,6 @@ from qstash.errors import QStashError
 
 from tests.emulators.qstash_fixtures import Destination
 
-pytest_plugins = ["tests.emulators.qstash_fixtures"]
-
 
 def group_of(path: str) -> str:
     return "g-" + path.strip("/")[-60:]
