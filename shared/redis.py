@@ -25,6 +25,7 @@ from upstash_redis.asyncio import Redis
 from shared.config import RedisSettings, http_settings, redis_settings
 from shared.errors import RedisUnavailable
 
+POOL_SIZE = 64  # connections to the REST endpoint per process (Vercel Fluid serves requests concurrently)
 _round_trips: ContextVar[list[int] | None] = ContextVar("stashkit_redis_round_trips", default=None)
 
 
@@ -42,13 +43,17 @@ async def _on_request(_request: httpx.Request) -> None:
 
 
 def _instrument(client: Redis, timeout_s: float) -> Redis:
-    # Pinned SDK internals (upstash-redis 1.8.0: AsyncHttpClient._client is its httpx.AsyncClient);
-    # tests/shared/test_redis.py fails if they move.
-    transport: httpx.AsyncClient = client._http._client
+    """Swap the SDK's httpx client for one with a timeout, a keep-alive pool as large as the connection
+    pool (the default keeps 20 of 100, so a burst above 20 in flight reconnects every time), and the
+    round-trip counter. Pinned SDK internals (upstash-redis 1.8.0: AsyncHttpClient._client);
+    tests/shared/test_redis.py fails if they move."""
     # Connect, read and write are bounded; waiting for a free pooled connection is not (that is local
     # queueing under load, which callers bound with their own deadline, e.g. a rate-limit policy's).
-    transport.timeout = httpx.Timeout(timeout_s, pool=None)
-    transport.event_hooks = {"request": [_on_request], "response": []}
+    client._http._client = httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s, pool=None),
+        limits=httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+        event_hooks={"request": [_on_request], "response": []},
+    )
     return client
 
 

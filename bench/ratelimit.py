@@ -1,0 +1,214 @@
+"""Benchmark: rate-limit decisions through functions/ratelimit.py against a straightforward FastAPI
+endpoint calling upstash-ratelimit directly, both under uvicorn on loopback, in the same run.
+
+    .venv/bin/python bench/ratelimit.py
+
+Starts its own redis-server, gateway, functions server and baseline server. Counts REST round trips
+per decision from the gateway's /__stats. Targets (issue #5): exactly 1 round trip per decision
+whatever the number of limits, 0 for a cached block; with half the callers over their limit at least
+2x the baseline's decisions per second, and never slower when all are allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.http_client import HttpConnection, machine
+from tests.servers import Process, free_port, python_module, redis_server
+
+TOKEN = "bench-token"
+LIMIT = 10
+POLICIES = {
+    "one": {"limits": [{"algorithm": "fixed_window", "limit": LIMIT, "window_s": 3600}], "timeout_ms": 10000},
+    "two": {
+        "limits": [
+            {"algorithm": "fixed_window", "limit": 1000, "window_s": 3600},
+            {"algorithm": "sliding_window", "limit": 1000, "window_s": 60},
+        ],
+        "timeout_ms": 10000,
+    },
+    "three": {
+        "limits": [
+            {"algorithm": "fixed_window", "limit": 1000, "window_s": 3600},
+            {"algorithm": "sliding_window", "limit": 1000, "window_s": 60},
+            {"algorithm": "token_bucket", "limit": 1000, "window_s": 1, "refill": 100},
+        ],
+        "timeout_ms": 10000,
+    },
+}
+
+BASELINE = textwrap.dedent(
+    f"""
+    import os
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+    from upstash_redis.asyncio import Redis
+    from upstash_ratelimit.asyncio import FixedWindow, Ratelimit
+
+    app = FastAPI()
+    limiter = Ratelimit(Redis(os.environ["UPSTASH_REDIS_REST_URL"], os.environ["UPSTASH_REDIS_REST_TOKEN"],
+                              rest_retries=0), FixedWindow(max_requests={LIMIT}, window=3600), prefix="baseline")
+
+    class Check(BaseModel):
+        policy: str
+        key: str
+        cost: int = 1
+
+    @app.post("/api/ratelimit/check")
+    async def check(body: Check):
+        response = await limiter.limit(body.key, rate=body.cost)
+        content = {{"allowed": response.allowed, "remaining": response.remaining, "reset": response.reset}}
+        return JSONResponse(content, status_code=200 if response.allowed else 429)
+    """
+)
+
+
+@dataclass
+class Run:
+    decisions: int
+    seconds: float
+    allowed: int
+
+    @property
+    def rate(self) -> float:
+        return self.decisions / self.seconds
+
+
+async def drive(port: int, plan: list[tuple[str, str]], concurrency: int = 32) -> Run:
+    """Send each (policy, key) of `plan` as one check, spread over `concurrency` keep-alive connections."""
+    connections = [await HttpConnection.open(port) for _ in range(concurrency)]
+    allowed = 0
+
+    async def worker(index: int) -> None:
+        nonlocal allowed
+        connection = connections[index]
+        for policy, key in plan[index::concurrency]:
+            body = json.dumps({"policy": policy, "key": key}).encode()
+            status, _ = await connection.send(connection.request("/api/ratelimit/check", body))
+            if status not in (200, 429):
+                raise RuntimeError(f"unexpected status {status}")
+            allowed += status == 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    return Run(len(plan), elapsed, allowed)
+
+
+def plan(run: str, hot_share: float, callers: int = 200) -> list[tuple[str, str]]:
+    """`callers` identifiers; the hot ones send 4x their limit, the others half of it; interleaved."""
+    hot = int(callers * hot_share)
+    requests = [[("one", f"{run}-{i}")] * (4 * LIMIT if i < hot else LIMIT // 2) for i in range(callers)]
+    return [item for wave in zip(*[iter_pad(r, 4 * LIMIT) for r in requests], strict=True) for item in wave if item]
+
+
+def iter_pad(items: list[tuple[str, str]], length: int) -> list[tuple[str, str] | None]:
+    return [*items, *([None] * (length - len(items)))]
+
+
+def gateway_requests(gateway_port: int) -> int:
+    stats = httpx.get(f"http://127.0.0.1:{gateway_port}/__stats", headers={"Authorization": f"Bearer {TOKEN}"})
+    total: int = stats.json()["total"]["requests"]
+    return total
+
+
+def main() -> None:
+    node = redis_server().start()
+    gateway_port, functions_port, baseline_port = free_port(), free_port(), free_port()
+    processes: list[Process] = [node]
+    workdir = Path(tempfile.mkdtemp(prefix="stashkit-bench-"))
+    (workdir / "baseline_app.py").write_text(BASELINE)
+    env = {
+        "UPSTASH_REDIS_REST_URL": f"http://127.0.0.1:{gateway_port}",
+        "UPSTASH_REDIS_REST_TOKEN": TOKEN,
+        "STASHKIT_RATELIMIT_POLICIES": json.dumps(POLICIES),
+    }
+    try:
+        processes.append(
+            python_module(
+                "emulators.redis_rest", gateway_port, "--redis-url", f"redis://127.0.0.1:{node.port}", "--token", TOKEN
+            ).start()
+        )
+        processes.append(python_module("emulators.functions_server", functions_port, env=env).start())
+        baseline = Process(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(workdir),
+                "baseline_app:app",
+                "--port",
+                str(baseline_port),
+                "--log-level",
+                "warning",
+            ],
+            baseline_port,
+            env,
+        )
+        processes.append(baseline.start())
+        report(gateway_port, functions_port, baseline_port)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def report(gateway_port: int, functions_port: int, baseline_port: int) -> None:
+    print(f"\nmachine: {machine()}; one uvicorn worker per server, 32 connections\n")
+    # Round trips per decision: warm each policy (the script loads once), then count.
+    trips: dict[str, float] = {}
+    for policy in ("one", "two", "three"):
+        uvloop.run(drive(functions_port, [(policy, f"warm-{policy}")]))
+        before = gateway_requests(gateway_port)
+        uvloop.run(drive(functions_port, [(policy, f"rt-{policy}-{i}") for i in range(200)]))
+        trips[policy] = (gateway_requests(gateway_port) - before) / 200
+    print("round trips per decision: " + ", ".join(f"{p} limit(s) {t:.2f}" for p, t in trips.items()))
+
+    rows = []
+    for label, share in (("half the callers over their limit", 0.5), ("all callers within their limit", 0.0)):
+        for name, port in (("stashkit", functions_port), ("baseline", baseline_port)):
+            uvloop.run(drive(port, plan(f"w-{name}-{share}", share, callers=20)))  # warm-up
+        before = gateway_requests(gateway_port)
+        ours = uvloop.run(drive(functions_port, plan(f"s-{share}", share, callers=600)))
+        ours_trips = gateway_requests(gateway_port) - before
+        base = uvloop.run(drive(baseline_port, plan(f"b-{share}", share, callers=600)))
+        rows.append((label, ours, base, ours_trips))
+
+    print(f"\n{'scenario':<36}{'decisions':>10}{'stashkit/s':>12}{'baseline/s':>12}{'ratio':>8}{'Redis calls':>13}")
+    for label, ours, base, ours_trips in rows:
+        print(
+            f"{label:<36}{ours.decisions:>10}{ours.rate:>12,.0f}{base.rate:>12,.0f}{ours.rate / base.rate:>8.2f}"
+            f"{ours_trips:>13}"
+        )
+        if ours.allowed != base.allowed:
+            print(f"  (allowed differ: stashkit {ours.allowed}, baseline {base.allowed})")
+    half, full = rows[0], rows[1]
+    cached = half[1].decisions - half[3]
+    exact = all(abs(t - 1) < 1e-9 for t in trips.values())
+    print("\ntargets:")
+    print(f"  1 round trip per decision (1-3 limits)   {'met' if exact else 'MISSED'}: {trips}")
+    print(
+        f"  0 round trips for a cached block         {cached} of {half[1].decisions - half[1].allowed} denials "
+        f"answered without Redis"
+    )
+    half_ratio, full_ratio = half[1].rate / half[2].rate, full[1].rate / full[2].rate
+    print(f"  >= 2x baseline, half over their limit     {half_ratio:.2f}x  {'met' if half_ratio >= 2 else 'MISSED'}")
+    print(f"  >= 1x baseline, all within their limit    {full_ratio:.2f}x  {'met' if full_ratio >= 1 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
