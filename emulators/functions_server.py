@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from emulators.serve import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--config", type=Path, default=ROOT / "vercel.json")
     args = parser.parse_args(argv)
-    uvicorn.run(FunctionsRouter(args.config), host=args.host, port=args.port, log_level="warning", lifespan="on")
+    serve(FunctionsRouter(args.config), args.host, args.port)
 
 
 if __name__ == "__main__":

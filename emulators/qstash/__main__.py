@@ -11,8 +11,6 @@ import argparse
 import logging
 import math
 
-import uvicorn
-
 from emulators.qstash import gc_policy
 from emulators.qstash.app import QStashApp
 from emulators.qstash.config import (
@@ -23,6 +21,7 @@ from emulators.qstash.config import (
     EmulatorConfig,
 )
 from emulators.qstash.routing import Route, RouteTable
+from emulators.serve import configure_logging, serve
 
 log = logging.getLogger("emulators.qstash")
 
@@ -92,21 +91,12 @@ def main(argv: list[str] | None = None) -> None:
         max_body_bytes=args.max_body_bytes,
         connection_close=args.connection_close,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per delivery otherwise
     # "running at" is what the JS SDK's dev mode waits for (reference §7.1); no secret is printed.
     log.info("QStash emulator is running at http://%s:%d (time scale %g)", args.host, args.port, args.time_scale)
     gc_policy.install()
-    uvicorn.run(
-        QStashApp(config),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=args.access_log,
-        log_level="warning",
-        lifespan="on",
-    )
+    serve(QStashApp(config), args.host, args.port, access_log=args.access_log)
 
 
 if __name__ == "__main__":

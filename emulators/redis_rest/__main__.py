@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-
-import uvicorn
 
 from emulators.redis_rest.app import Gateway, Settings
 from emulators.redis_rest.backend import Backend, Cluster, Limits, RedisAddress, SingleNode
+from emulators.serve import serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,17 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         max_block_s=args.max_block,
         connection_close=args.connection_close,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        Gateway(backend, settings),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=args.access_log,
-        log_level="warning",
-        lifespan="on",
-    )
+    serve(Gateway(backend, settings), args.host, args.port, access_log=args.access_log)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,26 @@
+"""How every local server here runs: uvicorn on uvloop and httptools, one worker, quiet by default."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(app: ASGIApp, host: str, port: int, *, access_log: bool = False) -> None:
+    configure_logging()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=access_log,
+        log_level="warning",
+        lifespan="on",
+    )
