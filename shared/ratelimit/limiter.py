@@ -25,6 +25,7 @@ from shared.ratelimit.script import DECIDE
 from shared.redis import get_redis
 
 MAX_IDENTIFIER_CHARS = 256
+MAX_CACHED_BLOCKS = 10_000  # identifiers remembered as blocked per process
 Clock = Callable[[], int]  # milliseconds since the epoch
 
 
@@ -87,8 +88,7 @@ class RateLimiter:
         lease = uuid.uuid4().hex if policy.concurrency else None
         decision = await self._run(name, policy, identifier, tier, cost, "check", lease)
         if not decision.allowed and decision.retry_after_ms > 0 and not decision.degraded:
-            until = self.now_ms() + decision.retry_after_ms
-            self._blocked[(name, identifier)] = _Blocked(until, cost, decision)
+            self._remember_block((name, identifier), _Blocked(self.now_ms() + decision.retry_after_ms, cost, decision))
         elif cost <= 0:
             self._blocked.pop((name, identifier), None)
         return decision
@@ -137,6 +137,15 @@ class RateLimiter:
                 if int(minute) in counts:
                     counts[int(minute)][outcome] += int(value)
         return counts
+
+    def _remember_block(self, key: tuple[str, str], entry: _Blocked) -> None:
+        if len(self._blocked) >= MAX_CACHED_BLOCKS:  # bounded: forget expired blocks, then the oldest
+            now = self.now_ms()
+            for stale in [k for k, v in self._blocked.items() if v.until_ms <= now]:
+                del self._blocked[stale]
+            while len(self._blocked) >= MAX_CACHED_BLOCKS:
+                del self._blocked[next(iter(self._blocked))]
+        self._blocked[key] = entry
 
     def _cached_block(self, name: str, identifier: str, cost: int) -> Decision | None:
         entry = self._blocked.get((name, identifier))

@@ -230,3 +230,12 @@ async def test_bad_input_is_refused_and_counts_nothing(limiter: RateLimiter, tag
         await limiter.check("small", "k" * 257)
     assert long_key.value.field == "key"
     assert (await limiter.peek("small", f"{tag}u")).limits[0].remaining == 2
+
+
+async def test_block_cache_stays_bounded(limiter: RateLimiter, monkeypatch: pytest.MonkeyPatch, tag: str) -> None:
+    monkeypatch.setattr("shared.ratelimit.limiter.MAX_CACHED_BLOCKS", 3)
+    for i in range(5):
+        await limiter.check("small", f"{tag}{i}", cost=2)
+        await limiter.check("small", f"{tag}{i}")  # blocked: remembered
+    assert len(limiter._blocked) == 3
+    assert (await limiter.check("small", f"{tag}4")).cached
