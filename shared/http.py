@@ -309,8 +309,12 @@ def create_app(api: Api) -> Starlette:
 
     routes = [Route(op.path, _endpoint(op), methods=[op.method]) for op in api.operations]
     routes.append(Route(f"/api/{api.name}/openapi.json", openapi, methods=["GET"]))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContext, function=api.name)],
         exception_handlers={Problem: _problem_handler, HTTPException: _http_exception_handler},
     )
+    # A slash redirect would answer 307 with an empty body, and behind an API Gateway stage its
+    # Location drops the stage; an unknown path is a 404 problem instead.
+    app.router.redirect_slashes = False
+    return app

@@ -161,3 +161,7 @@ async def test_openapi_document_is_generated_from_the_same_types(client: httpx.A
     params = document["paths"]["/api/demo/items/{item}"]["get"]["parameters"]
     assert {(p["name"], p["in"]) for p in params} == {("item", "path"), ("limit", "query")}
     assert document["paths"]["/api/demo/items/{item}"]["delete"]["security"] == [{"adminToken": []}]
+
+
+async def test_trailing_slash_is_a_404_problem_not_a_redirect(client: httpx.AsyncClient) -> None:
+    is_problem(await client.post("/api/demo/orders/", json={"item": "tea"}), 404)
