@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per outgoing request otherwise
 
 
 def serve(app: ASGIApp, host: str, port: int, *, access_log: bool = False) -> None:

@@ -56,11 +56,11 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     }
     responses: dict[str, Any] = {}
     for status, kind in op.responses.items():
-        content = {"application/json": {"schema": _schema(kind, schemas)}} if kind is not None else None
-        responses[str(status)] = {
-            "description": "success" if status < 400 else "error",
-            **({"content": content} if content else {}),
-        }
+        if kind is not None:
+            content = {"application/json": {"schema": _schema(kind, schemas)}}
+            responses[str(status)] = {"description": "success" if status < 400 else "error", "content": content}
+        else:  # an error status without a body type of its own is a problem document
+            responses[str(status)] = problem if status >= 400 else {"description": "success"}
     for status in ((400, 422) if (op.body or op.query or op.path_params) else ()) + ((401, 503) if op.admin else ()):
         responses.setdefault(str(status), problem)
     responses.setdefault("default", problem)

@@ -92,7 +92,6 @@ def main(argv: list[str] | None = None) -> None:
         connection_close=args.connection_close,
     )
     configure_logging()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per delivery otherwise
     # "running at" is what the JS SDK's dev mode waits for (reference §7.1); no secret is printed.
     log.info("QStash emulator is running at http://%s:%d (time scale %g)", args.host, args.port, args.time_scale)
     gc_policy.install()
