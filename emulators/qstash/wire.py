@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Required, TypedDict
+from collections.abc import Iterable, Mapping
+from typing import Required, TypedDict, cast
 
 from emulators.qstash.model import AttemptResult, Delivered, DlqEntry, LogEvent, Message
 from emulators.qstash.options import HeaderMap, PublishOptions, Redaction
@@ -150,6 +151,14 @@ def _body_fields(body: bytes, redaction: Redaction, into: MessageJson) -> None:
         into["bodyBase64"] = base64.b64encode(body).decode()
 
 
+def set_present(result: Mapping[str, object], pairs: Iterable[tuple[str, object | None]]) -> None:
+    """Put each (key, value) whose value is not None into the JSON object `result`."""
+    target = cast(dict[str, object], result)
+    for key, value in pairs:
+        if value is not None:
+            target[key] = value
+
+
 def _optional(result: MessageJson, message: Message) -> None:
     options = message.options
     pairs: tuple[tuple[str, str | None], ...] = (
@@ -162,9 +171,7 @@ def _optional(result: MessageJson, message: Message) -> None:
         ("label", options.label),
         ("retryDelayExpression", options.retry_delay.text if options.retry_delay else None),
     )
-    for key, value in pairs:
-        if value is not None:
-            result[key] = value  # type: ignore[literal-required]
+    set_present(result, pairs)
     if options.callback_options.recorded:
         result["callbackHeader"] = options.callback_options.recorded
     if options.failure_callback_options.recorded:
@@ -221,9 +228,7 @@ def _event_optional(result: LogEventJson, event: LogEvent) -> None:
         ("retryDelayExpr", options.retry_delay.text if options.retry_delay else None),
         ("error", event.error),
     )
-    for key, value in pairs:
-        if value is not None:
-            result[key] = value  # type: ignore[literal-required]
+    set_present(result, pairs)
     if event.next_delivery_ms is not None:
         result["nextDeliveryTime"] = int(event.next_delivery_ms)
     if options.callback_options.recorded:

@@ -8,7 +8,7 @@ from typing import Required, TypedDict
 from emulators.qstash.model import Queue, Schedule, UrlGroup
 from emulators.qstash.options import HeaderMap
 from emulators.qstash.scheduler import ScheduleState
-from emulators.qstash.wire import FlowControlFields, flow_control_fields, redacted, shown_headers
+from emulators.qstash.wire import FlowControlFields, flow_control_fields, redacted, set_present, shown_headers
 
 
 class QueueJson(TypedDict):
@@ -121,9 +121,7 @@ def _schedule_optional(result: ScheduleJson, schedule: Schedule) -> None:
         ("label", options.label),
         ("retryDelayExpression", options.retry_delay.text if options.retry_delay else None),
     )
-    for key, value in pairs:
-        if value is not None:
-            result[key] = value  # type: ignore[literal-required]
+    set_present(result, pairs)
     times: tuple[tuple[str, float | None], ...] = (
         ("lastScheduleTime", schedule.last_tick_ms),
         ("nextScheduleTime", schedule.next_tick_ms),
