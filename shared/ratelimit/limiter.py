@@ -117,6 +117,7 @@ class RateLimiter:
     async def release(self, name: str, identifier: str, lease: str) -> None:
         """End an in-flight lease (concurrency policies); a lease never released expires by itself."""
         policy = self.policy(name)
+        self._blocked.pop((name, identifier), None)  # a freed lease may admit the next request at once
         await self._guarded(policy, self.redis().zrem(keys.ratelimit_leases(name, identifier), lease))
 
     async def analytics(self, name: str, minutes: int) -> dict[int, dict[str, int]]:
