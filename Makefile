@@ -71,9 +71,9 @@ check: $(VENV)/.installed
 test: check
 	$(VENV)/bin/pytest
 
-# The suite without the Redis Cluster cases, for a quicker loop while editing.
+# The suite without the Redis Cluster cases and the packaging contract tests, for a quicker loop while editing.
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/pytest -m "not cluster" -x -q
+	$(VENV)/bin/pytest -m "not cluster and not slow" -x -q
 
 dev: $(VENV)/.installed
 	$(PY) -m emulators.dev $(ARGS)

@@ -24,9 +24,10 @@ def test_failures_are_retried_with_the_default_backoff_scaled(
     assert [r.headers["upstash-retried"] for r in received] == ["0", "1", "2"]
     assert {r.headers["upstash-message-id"] for r in received} == {message_id}
     first, second = gaps(received)
-    # min(86400, e^(2.5 n)) s at scale 0.001: 12.2 ms, then 148 ms.
-    assert 0.011 <= first < 0.1
-    assert 0.145 <= second < 0.6
+    # min(86400, e^(2.5 n)) s at scale 0.001: 12.2 ms, then 148 ms. Lower bounds are exact (a retry
+    # is scheduled after the failed answer); upper bounds only tell scaled waits from unscaled ones.
+    assert 0.011 <= first < 0.14
+    assert 0.145 <= second < 1.0
     time.sleep(0.05)
     assert len(destination.received(path)) == 3
 
@@ -35,22 +36,22 @@ def test_retry_delay_expression_sets_the_spacing(qstash: QStash, destination: De
     destination.behave(path, fail_times=2)
     qstash.message.publish(url=destination.url(path), body="x", retries=2, retry_delay="40000 * (1 + retried)")
     first, second = gaps(destination.wait_for(path, 3))
-    assert 0.039 <= first < 0.15
-    assert 0.079 <= second < 0.25
+    assert 0.039 <= first < 0.5
+    assert 0.079 <= second < 0.5
 
 
 def test_retry_after_from_the_destination_is_honoured(qstash: QStash, destination: Destination, path: str) -> None:
     destination.behave(path, fail_times=1, fail_status=429, headers={"Retry-After": "100"})
     qstash.message.publish(url=destination.url(path), body="x", retries=1)
     [gap] = gaps(destination.wait_for(path, 2))
-    assert 0.099 <= gap < 0.4  # 100 s at scale 0.001, not the default 12 ms
+    assert 0.099 <= gap < 1.0  # 100 s at scale 0.001, not the default 12 ms
 
 
 def test_retry_after_as_a_go_duration(qstash: QStash, destination: Destination, path: str) -> None:
     destination.behave(path, fail_times=1, fail_status=503, headers={"Retry-After": "1m30s"})
     qstash.message.publish(url=destination.url(path), body="x", retries=1)
     [gap] = gaps(destination.wait_for(path, 2))
-    assert 0.089 <= gap < 0.4
+    assert 0.089 <= gap < 1.0
 
 
 def test_489_with_the_non_retryable_flag_goes_straight_to_the_dlq(
