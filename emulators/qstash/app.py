@@ -11,10 +11,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from emulators.qstash.api import (
     control,
@@ -34,11 +33,6 @@ from emulators.qstash.config import EmulatorConfig
 from emulators.qstash.delivery import ClientLanes
 from emulators.qstash.engine import Emulator
 from emulators.qstash.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
-
-Scope = MutableMapping[str, Any]
-AsgiMessage = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[AsgiMessage]]
-Send = Callable[[AsgiMessage], Awaitable[None]]
 
 log = logging.getLogger("emulators.qstash")
 

@@ -159,9 +159,10 @@ def set_present(result: Mapping[str, object], pairs: Iterable[tuple[str, object 
             target[key] = value
 
 
-def _optional(result: MessageJson, message: Message) -> None:
+def _message_fields(message: Message) -> tuple[tuple[str, str | None], ...]:
+    """The optional fields a message and its log events both report (the retry expression's key differs)."""
     options = message.options
-    pairs: tuple[tuple[str, str | None], ...] = (
+    return (
         ("topicName", message.topic_name),
         ("endpointName", message.endpoint_name),
         ("queueName", message.queue_name),
@@ -169,9 +170,13 @@ def _optional(result: MessageJson, message: Message) -> None:
         ("callback", options.callback),
         ("failureCallback", options.failure_callback),
         ("label", options.label),
-        ("retryDelayExpression", options.retry_delay.text if options.retry_delay else None),
     )
-    set_present(result, pairs)
+
+
+def _optional(result: MessageJson, message: Message) -> None:
+    options = message.options
+    retry_delay = options.retry_delay.text if options.retry_delay else None
+    set_present(result, (*_message_fields(message), ("retryDelayExpression", retry_delay)))
     if options.callback_options.recorded:
         result["callbackHeader"] = options.callback_options.recorded
     if options.failure_callback_options.recorded:
@@ -217,18 +222,8 @@ def event_json(event: LogEvent) -> LogEventJson:
 
 def _event_optional(result: LogEventJson, event: LogEvent) -> None:
     message, options = event.message, event.message.options
-    pairs: tuple[tuple[str, str | None], ...] = (
-        ("topicName", message.topic_name),
-        ("endpointName", message.endpoint_name),
-        ("queueName", message.queue_name),
-        ("scheduleId", message.schedule_id),
-        ("callback", options.callback),
-        ("failureCallback", options.failure_callback),
-        ("label", options.label),
-        ("retryDelayExpr", options.retry_delay.text if options.retry_delay else None),
-        ("error", event.error),
-    )
-    set_present(result, pairs)
+    retry_delay = options.retry_delay.text if options.retry_delay else None
+    set_present(result, (*_message_fields(message), ("retryDelayExpr", retry_delay), ("error", event.error)))
     if event.next_delivery_ms is not None:
         result["nextDeliveryTime"] = int(event.next_delivery_ms)
     if options.callback_options.recorded:

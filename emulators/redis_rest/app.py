@@ -13,12 +13,13 @@ import re
 import secrets
 from binascii import b2a_base64
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from emulators.redis_rest.backend import Backend
 from emulators.redis_rest.commands import (
@@ -33,11 +34,6 @@ from emulators.redis_rest.commands import (
     to_commands,
 )
 from emulators.redis_rest.resp import ConnectionLost, Reply, ReplyError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("emulators.redis_rest")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.functions.toolchain import python312
+from tests.servers import stop_process
 
 
 class RuntimeApi:
@@ -160,9 +161,4 @@ def lambda_runtime(
         try:
             yield api, runtime
         finally:
-            runtime.terminate()
-            try:
-                runtime.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                runtime.kill()
-                runtime.wait()
+            stop_process(runtime)

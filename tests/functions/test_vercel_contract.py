@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import Gateway
 from tests.functions.toolchain import ROOT, function_names, python312, vercel_build
+from tests.servers import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -220,12 +221,7 @@ def ipc_function(output: Path, tmp_path: Path, gateway: Gateway) -> Iterator[Any
 
     yield start
     for process, listener in started:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         listener.close()
 
 
