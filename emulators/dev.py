@@ -24,6 +24,7 @@ from emulators.qstash import config as qstash
 ROOT = Path(__file__).resolve().parent.parent
 DEV_REDIS_TOKEN = "stashkit-dev-token"  # a local-only credential, printed on purpose
 DEV_ADMIN_TOKEN = "stashkit-dev-admin"  # likewise
+DEV_RATELIMIT_TOKEN = "stashkit-dev-ratelimit"  # likewise: callers of /api/ratelimit present it
 
 
 @dataclass
@@ -74,6 +75,7 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         "QSTASH_CURRENT_SIGNING_KEY": qstash.DEFAULT_CURRENT_SIGNING_KEY,
         "QSTASH_NEXT_SIGNING_KEY": qstash.DEFAULT_NEXT_SIGNING_KEY,
         "STASHKIT_ADMIN_TOKEN": DEV_ADMIN_TOKEN,
+        "STASHKIT_RATELIMIT_TOKEN": DEV_RATELIMIT_TOKEN,
     }
 
 

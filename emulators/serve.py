@@ -24,4 +24,8 @@ def serve(app: ASGIApp, host: str, port: int, *, access_log: bool = False) -> No
         access_log=access_log,
         log_level="warning",
         lifespan="on",
+        # The peer is the caller: a local server has no proxy in front whose X-Forwarded-For it could
+        # trust (uvicorn would otherwise take it from any loopback caller), so an address-keyed rate
+        # limit behaves here as on a platform that vouches for the address (shared.http.client_ip).
+        proxy_headers=False,
     )

@@ -2,9 +2,14 @@
 
 POST   /api/ratelimit/check               {policy, key, cost}: consume (negative cost refunds); 429 when denied
 POST   /api/ratelimit/release             {policy, key, lease}: end an in-flight lease (concurrency policies)
-GET    /api/ratelimit/{policy}/{key}      what is left, consuming nothing
+GET    /api/ratelimit/{policy}/{key}      what the next check would get, consuming nothing
 DELETE /api/ratelimit/{policy}/{key}      forget the key's counters (admin)
 GET    /api/ratelimit/analytics?policy=P  allowed/denied per minute (admin)
+
+Closed by default: check, release and peek need `Authorization: Bearer <STASHKIT_RATELIMIT_TOKEN>` (else
+the admin token), so nobody can spend another key's budget, refund their own, or read another key's
+state. The one anonymous use: `check` of a policy declared `"public": true`, keyed by the caller's own
+address (never a key the caller chooses), at a positive cost.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from mangum import Mangum
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.http import TEXT_MIME_TYPES, Api, create_app, json_response
-from shared.ratelimit.http import default_limiter, headers, refusal
-from shared.ratelimit.limiter import Decision
+from shared.errors import InvalidInput, Unauthorized
+from shared.http import TEXT_MIME_TYPES, Api, client_ip, create_app, json_response
+from shared.ratelimit.http import decision_headers, default_limiter, is_service_caller, refusal
+from shared.ratelimit.limiter import Decision, Reason
+from shared.ratelimit.policy import Algorithm
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -26,7 +33,7 @@ Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 class CheckRequest(msgspec.Struct, forbid_unknown_fields=True):
     policy: Name
-    key: Key
+    key: Key | None = None  # required with the service token; anonymous callers are keyed by address
     cost: int = 1
 
 
@@ -47,7 +54,7 @@ class AnalyticsQuery(msgspec.Struct):
 
 
 class LimitBody(msgspec.Struct):
-    algorithm: str
+    algorithm: Algorithm
     limit: int
     window_s: float
     remaining: int
@@ -61,7 +68,7 @@ class DecisionBody(msgspec.Struct):
     remaining: int | None
     retry_after_ms: int
     limits: list[LimitBody]
-    reason: str | None = None
+    reason: Reason | None = None
     lease: str | None = None
     cached: bool = False
     degraded: bool = False
@@ -71,17 +78,38 @@ def _body(d: Decision) -> DecisionBody:
     limits = [LimitBody(s.limit.algorithm, s.limit.limit, s.limit.window_s, s.remaining, s.reset_ms) for s in d.limits]
     tight = d.tightest
     return DecisionBody(
-        d.allowed,
-        d.policy,
-        d.tier,
-        tight.remaining if tight else None,
-        d.retry_after_ms,
-        limits,
-        d.reason,
-        d.lease,
-        d.cached,
-        d.degraded,
+        allowed=d.allowed,
+        policy=d.policy,
+        tier=d.tier,
+        remaining=tight.remaining if tight else None,
+        retry_after_ms=d.retry_after_ms,
+        limits=limits,
+        reason=d.reason,
+        lease=d.lease,
+        cached=d.cached,
+        degraded=d.degraded,
     )
+
+
+def _require_service(request: Request) -> None:
+    if not is_service_caller(request):
+        raise Unauthorized("this route needs `Authorization: Bearer <STASHKIT_RATELIMIT_TOKEN>`")
+
+
+def _checked_key(request: Request, body: CheckRequest) -> str:
+    """The key a check may consume: any, for the service; the caller's own address, for anyone else."""
+    if is_service_caller(request):
+        if body.key is None:
+            raise InvalidInput("key is required", field="body.key")
+        return body.key
+    policy = default_limiter().policies.get(body.policy)
+    if policy is None or not policy.public:  # anonymous callers learn nothing about private policies
+        raise Unauthorized("this policy needs `Authorization: Bearer <STASHKIT_RATELIMIT_TOKEN>`")
+    if body.key is not None:
+        raise Unauthorized("only the service token may choose the key; leave it out", field="body.key")
+    if body.cost < 1:
+        raise Unauthorized("only the service token may refund (a cost below 1)", field="body.cost")
+    return f"ip:{client_ip(request)}"
 
 
 api = Api("ratelimit", title="Rate-limit decisions")
@@ -91,18 +119,21 @@ api = Api("ratelimit", title="Rate-limit decisions")
     "/api/ratelimit/check",
     summary="Consume from a policy for a key",
     body=CheckRequest,
-    responses={200: DecisionBody, 403: None, 404: None, 429: None, 503: None},
+    responses={200: DecisionBody, 401: None, 403: None, 404: None, 429: None, 503: None},
 )
 async def check(request: Request, body: CheckRequest) -> Response:
-    limiter = default_limiter()
-    decision = await limiter.check(body.policy, body.key, body.cost)
+    key = _checked_key(request, body)
+    decision = await default_limiter().check(body.policy, key, body.cost)
     if not decision.allowed:
-        raise refusal(decision, limiter.now_ms())
-    return json_response(_body(decision), headers=headers(decision, limiter.now_ms()))
+        raise refusal(decision)
+    return json_response(_body(decision), headers=decision_headers(decision))
 
 
-@api.post("/api/ratelimit/release", summary="End an in-flight lease", body=ReleaseRequest, responses={200: None})
+@api.post(
+    "/api/ratelimit/release", summary="End an in-flight lease", body=ReleaseRequest, responses={200: None, 401: None}
+)
 async def release(request: Request, body: ReleaseRequest) -> Response:
+    _require_service(request)
     await default_limiter().release(body.policy, body.key, body.lease)
     return json_response({"released": True})
 
@@ -116,14 +147,14 @@ async def analytics(request: Request, query: AnalyticsQuery) -> Response:
 
 @api.get(
     "/api/ratelimit/{policy}/{key:path}",
-    summary="Remaining, consuming nothing",
+    summary="What the next check would get, consuming nothing",
     path_params=Target,
-    responses={200: DecisionBody, 404: None, 503: None},
+    responses={200: DecisionBody, 401: None, 404: None, 503: None},
 )
 async def remaining(request: Request, path: Target) -> Response:
-    limiter = default_limiter()
-    decision = await limiter.peek(path.policy, path.key)
-    return json_response(_body(decision), headers=headers(decision, limiter.now_ms()))
+    _require_service(request)
+    decision = await default_limiter().peek(path.policy, path.key)
+    return json_response(_body(decision), headers=decision_headers(decision))
 
 
 @api.delete("/api/ratelimit/{policy}/{key:path}", summary="Reset a key", path_params=Target, admin=True)

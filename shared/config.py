@@ -57,11 +57,16 @@ ADMIN_TOKEN_VAR = "STASHKIT_ADMIN_TOKEN"
 MAX_BODY_VAR = "STASHKIT_MAX_BODY_BYTES"
 REDIS_TIMEOUT_VAR = "STASHKIT_REDIS_TIMEOUT_MS"
 RATELIMIT_POLICIES_VAR = "STASHKIT_RATELIMIT_POLICIES"
+RATELIMIT_TOKEN_VAR = "STASHKIT_RATELIMIT_TOKEN"
+# Set to "1" in every Vercel deployment (a System Environment Variable, exposed by default): there,
+# and only there, the edge overwrites X-Forwarded-For with the caller's address (README "Rate limiting").
+VERCEL_VAR = "VERCEL"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
+    RATELIMIT_TOKEN_VAR,
 )  # fmt: skip
 
 
@@ -74,18 +79,29 @@ class QStashSettings:
         return f"QStashSettings(url={self.url!r}, token='***')"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpSettings:
-    max_body_bytes: int
-    redis_timeout_s: float
-    admin_token: str | None
+    max_body_bytes: int = 64 * 1024
+    redis_timeout_s: float = 3.0
+    admin_token: str | None = None
+    on_vercel: bool = False  # the caller's address is X-Forwarded-For (Vercel's edge sets it)
 
     def __repr__(self) -> str:
         admin = "'***'" if self.admin_token else None
         return (
             f"HttpSettings(max_body_bytes={self.max_body_bytes}, redis_timeout_s={self.redis_timeout_s}, "
-            f"admin_token={admin})"
+            f"admin_token={admin}, on_vercel={self.on_vercel})"
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitSettings:
+    policies_json: str | None = None  # None: the default policies
+    service_token: str | None = None  # STASHKIT_RATELIMIT_TOKEN, else the admin token
+
+    def __repr__(self) -> str:
+        token = "'***'" if self.service_token else None
+        return f"RateLimitSettings(policies_json={self.policies_json!r}, service_token={token})"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
@@ -103,6 +119,7 @@ def http_settings(environ: Mapping[str, str] | None = None) -> HttpSettings:
         max_body_bytes=_positive_int(env, MAX_BODY_VAR, 64 * 1024, 6 * 1024 * 1024),  # Lambda's payload cap is 6 MB
         redis_timeout_s=_positive_int(env, REDIS_TIMEOUT_VAR, 3000, 60_000) / 1000,
         admin_token=env.get(ADMIN_TOKEN_VAR, "").strip() or None,
+        on_vercel=env.get(VERCEL_VAR, "").strip() == "1",
     )
 
 
@@ -123,7 +140,11 @@ def configured_variables(environ: Mapping[str, str] | None = None) -> dict[str, 
     return {name: bool(env.get(name, "").strip()) for name in ALL_VARIABLES}
 
 
-def ratelimit_policies_json(environ: Mapping[str, str] | None = None) -> str | None:
-    """The JSON policy map (shared/ratelimit/policy.py validates it), or None for the defaults."""
+def ratelimit_settings(environ: Mapping[str, str] | None = None) -> RateLimitSettings:
+    """The JSON policy map (shared/ratelimit/policy.py validates it; None for the defaults) and the
+    token that callers of the rate-limit service present."""
     env = os.environ if environ is None else environ
-    return env.get(RATELIMIT_POLICIES_VAR, "").strip() or None
+    return RateLimitSettings(
+        policies_json=env.get(RATELIMIT_POLICIES_VAR, "").strip() or None,
+        service_token=env.get(RATELIMIT_TOKEN_VAR, "").strip() or env.get(ADMIN_TOKEN_VAR, "").strip() or None,
+    )

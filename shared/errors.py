@@ -2,7 +2,9 @@
 
     StashkitError
     ├── ConfigurationError      a required environment variable is missing or malformed
-    ├── RedisUnavailable        Redis could not be reached, or did not answer in time
+    ├── RedisUnavailable        Redis could not be reached, or did not answer in time: raised only by
+    │                           shared/redis.py, which maps transport failures once (a Redis reply
+    │                           error such as WRONGTYPE is a bug, not an outage, and is never mapped)
     └── Problem                 an error a caller caused or must know about; becomes RFC 9457 JSON
         ├── InvalidInput        400/422: names the `field` (path, query or body) that is wrong
         ├── Unauthorized        401: missing or wrong bearer token
@@ -12,7 +14,8 @@
         ├── RateLimited         429: with Retry-After and RateLimit-* headers
         └── ServiceUnavailable  503: a dependency is down, or a feature is not configured
 
-HTTP responses are built from `Problem` in exactly one place (shared/http.py).
+Library code raises these; only shared/http.py turns an exception into an HTTP status, in one function
+(`to_problem`) that every catch site uses.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ class Unauthorized(Problem):
     title = "Unauthorized"
     slug = "unauthorized"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail, field=field, headers={"WWW-Authenticate": "Bearer"})
 
 
 class Forbidden(Problem):

@@ -12,13 +12,18 @@ import zlib
 
 PREFIX = "stashkit"
 RATELIMIT_SHARDS = 16
-# Analytics are kept per day and read for recent minutes; two days covers "the last 24 hours".
+# Analytics: a ring of per-minute counters per shard, two days long (the admin route reads at most the
+# last 24 hours); the key expires two days after its last write.
+RATELIMIT_STATS_RING_MINUTES = 2 * 1440
 RATELIMIT_STATS_TTL_S = 2 * 86_400
 
 
+def ratelimit_shard(identifier: str) -> int:
+    return zlib.crc32(identifier.encode()) % RATELIMIT_SHARDS
+
+
 def ratelimit_tag(policy: str, identifier: str) -> str:
-    shard = zlib.crc32(identifier.encode()) % RATELIMIT_SHARDS
-    return f"{{rl:{policy}:{shard}}}"
+    return f"{{rl:{policy}:{ratelimit_shard(identifier)}}}"
 
 
 def ratelimit_state(policy: str, identifier: str) -> str:
@@ -31,10 +36,11 @@ def ratelimit_leases(policy: str, identifier: str) -> str:
     return f"{PREFIX}:{ratelimit_tag(policy, identifier)}:leases:{identifier}"
 
 
-def ratelimit_stats_for_shard(policy: str, shard: int, day: int) -> str:
-    """Hash of `<minute>:allowed|denied` counters for one shard of a policy. TTL: RATELIMIT_STATS_TTL_S."""
-    return f"{PREFIX}:{{rl:{policy}:{shard}}}:stats:{day}"
+def ratelimit_stats_for_shard(policy: str, shard: int) -> str:
+    """Hash ring of per-minute allowed/denied counters for one shard of a policy (shared/ratelimit/
+    script.py). TTL: RATELIMIT_STATS_TTL_S, refreshed by every decision."""
+    return f"{PREFIX}:{{rl:{policy}:{shard}}}:stats"
 
 
-def ratelimit_stats(policy: str, identifier: str, day: int) -> str:
-    return ratelimit_stats_for_shard(policy, zlib.crc32(identifier.encode()) % RATELIMIT_SHARDS, day)
+def ratelimit_stats(policy: str, identifier: str) -> str:
+    return ratelimit_stats_for_shard(policy, ratelimit_shard(identifier))

@@ -63,6 +63,13 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
             responses[str(status)] = problem if status >= 400 else {"description": "success"}
     for status in ((400, 422) if (op.body or op.query or op.path_params) else ()) + ((401, 503) if op.admin else ()):
         responses.setdefault(str(status), problem)
+    if op.limit is not None:  # the guard may answer instead of the handler, and adds its headers
+        for status in op.limit.statuses:
+            responses.setdefault(str(status), problem)
+        header_docs = {name: {"schema": {"type": "string"}} for name in op.limit.headers}
+        for code, response in list(responses.items()):
+            if int(code) < 300 or int(code) == 429:
+                responses[code] = {**response, "headers": header_docs}
     responses.setdefault("default", problem)
     operation: dict[str, Any] = {
         "operationId": f"{op.method.lower()}_{op.handler.__name__}",

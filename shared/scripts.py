@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from upstash_redis.asyncio import Redis
 from upstash_redis.errors import UpstashError
+
+from shared.redis import RedisClient
+
+ScriptArg = str | int | float
 
 
 class Script:
@@ -18,10 +21,10 @@ class Script:
         self.source = source
         self.sha1 = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def run(self, redis: Redis, keys: Sequence[str], args: Sequence[str | int | float]) -> object:
+    async def run(self, redis: RedisClient, keys: Sequence[str], args: Sequence[ScriptArg]) -> object:
         try:
-            return await redis.evalsha(self.sha1, list(keys), list(args))  # type: ignore[arg-type]
+            return await redis.execute(["EVALSHA", self.sha1, len(keys), *keys, *args])
         except UpstashError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            return await redis.eval(self.source, list(keys), list(args))  # type: ignore[arg-type]
+            return await redis.execute(["EVAL", self.source, len(keys), *keys, *args])

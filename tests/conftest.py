@@ -89,6 +89,7 @@ def any_gateway(request: pytest.FixtureRequest) -> Gateway:
 
 
 ADMIN_TOKEN = "test-admin-token"
+RATELIMIT_TOKEN = "test-ratelimit-token"
 # The rate-limit policies the function tests run against (STASHKIT_RATELIMIT_POLICIES).
 TEST_POLICIES = {
     "api": {"limits": [{"algorithm": "fixed_window", "limit": 3, "window_s": 60},
@@ -101,12 +102,15 @@ TEST_POLICIES = {
              "timeout_ms": 1000},
     "uploads": {"limits": [{"algorithm": "token_bucket", "limit": 5, "window_s": 60, "refill": 1}],
                 "concurrency": 1, "lease_ttl_s": 30, "timeout_ms": 5000},
+    "signup": {"limits": [{"algorithm": "fixed_window", "limit": 2, "window_s": 60}], "public": True,
+               "timeout_ms": 5000},
 }  # fmt: skip
 
 
 @dataclass
 class Functions:
-    """Every function of functions/ served over HTTP, as vercel.json routes them."""
+    """Every function of functions/ served over HTTP, as vercel.json routes them (`function_environment`
+    configures them, tokens included)."""
 
     url: str
     process: Process
@@ -114,12 +118,17 @@ class Functions:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
+    def service(self) -> dict[str, str]:
+        """What callers of the rate-limit service present."""
+        return {"Authorization": f"Bearer {RATELIMIT_TOKEN}"}
+
 
 def function_environment(gateway: Gateway, qstash: EmulatorProcess | None = None) -> dict[str, str]:
     env = {
         "UPSTASH_REDIS_REST_URL": gateway.url,
         "UPSTASH_REDIS_REST_TOKEN": gateway.token,
         "STASHKIT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "STASHKIT_RATELIMIT_TOKEN": RATELIMIT_TOKEN,
         "STASHKIT_RATELIMIT_POLICIES": json.dumps(TEST_POLICIES),
     }
     if qstash is not None:

@@ -5,7 +5,11 @@ and document it.
     {"api": {"limits": [{"algorithm": "sliding_window", "limit": 10, "window_s": 1},
                         {"algorithm": "fixed_window", "limit": 1000, "window_s": 86400}],
              "tiers": {"pro": [{"algorithm": "sliding_window", "limit": 100, "window_s": 1}]},
-             "tier_prefixes": {"pk_pro_": "pro"}, "deny": ["abuser"], "outage": "fail_open"}}
+             "tier_prefixes": {"pk_pro_": "pro"}, "deny": ["abuser"], "outage": "fail_open"},
+     "signup": {"limits": [{"algorithm": "fixed_window", "limit": 5, "window_s": 3600}], "public": true}}
+
+`public: true` lets anonymous callers of the rate-limit service check the policy, for their own
+address only (the key is derived from the request, never chosen by the caller: functions/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from shared.config import RATELIMIT_POLICIES_VAR, ratelimit_policies_json
+from shared.config import RATELIMIT_POLICIES_VAR, ratelimit_settings
 from shared.errors import ConfigurationError
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -55,6 +59,7 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outage: Literal["fail_open", "fail_closed"] = "fail_open"
     timeout_ms: Annotated[int, msgspec.Meta(ge=10, le=30_000)] = 1000
     max_cost: Positive = 1000
+    public: bool = False  # anonymous service callers may check it, keyed by their own address
 
     def __post_init__(self) -> None:
         unknown = set(self.tier_prefixes.values()) - set(self.tiers)
@@ -87,7 +92,7 @@ DEFAULT_POLICIES: dict[str, Policy] = {
 
 def load_policies(source: str | None = None) -> dict[str, Policy]:
     """Policies from JSON (`STASHKIT_RATELIMIT_POLICIES` when `source` is None), else the defaults."""
-    raw = ratelimit_policies_json() if source is None else source
+    raw = ratelimit_settings().policies_json if source is None else source
     if raw is None:
         return DEFAULT_POLICIES
     try:

@@ -1,16 +1,23 @@
 """The one script behind every rate-limit decision: all limits of a policy, the in-flight leases and
 the analytics counter, checked and committed atomically in one round trip.
 
-KEYS: 1 state hash, 2 analytics hash, 3 leases sorted set (all under one hash tag: shared/keys.py).
+KEYS: 1 state hash, 2 analytics ring, 3 leases sorted set (all under one hash tag: shared/keys.py).
 ARGV: 1 now_ms ("" = Redis TIME, so every function instance shares one clock), 2 cost (negative =
-refund), 3 mode ("check" commits, "peek" only reads), 4 analytics TTL s, 5 lease id, 6 lease limit
-(0 = none), 7 lease TTL ms, 8 number of limits, then 4 numbers per limit: kind (1 fixed window,
-2 sliding window, 3 token bucket), limit (tokens for a bucket), window ms (refill interval), refill
-per interval (buckets only).
+refund), 3 mode ("check" commits; "peek" computes exactly what a check would answer and writes
+nothing), 4 analytics TTL s, 5 lease id, 6 lease limit (0 = none), 7 lease TTL ms, 8 analytics ring
+size in minutes, 9 number of limits, then 4 numbers per limit: kind (1 fixed window, 2 sliding
+window, 3 token bucket), limit (tokens for a bucket), window ms (refill interval), refill per
+interval (buckets only).
 
-Returns integers: allowed (1/0), index of the limit that denied (-1 none, -2 concurrency), now ms,
-retry-at ms (0 if allowed), leases in flight, then per limit: limit, remaining, reset ms.
+Returns integers: allowed (1/0), index of the limit that denied (-1 none, -2 concurrency), now ms
+(the time every derived header and expiry must use), retry-at ms (0 if allowed), leases in flight,
+then per limit: limit, remaining (after this request when it is allowed, else as it stands), reset ms.
 A denied request changes no counter (only the analytics).
+
+Analytics live in a ring of minutes: fields `m<slot>` (the minute the slot holds), `a<slot>` and
+`d<slot>` (allowed, denied), slot = minute % ring size. The minute comes from the script's own time,
+so the analytics key needs no date in its name (and no client clock): a slot whose `m` is an older
+minute is reset before it is counted again.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ if not now then
 end
 local cost = tonumber(ARGV[2])
 local commit = ARGV[3] == 'check'
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[9])
 local flat = redis.call('HGETALL', KEYS[1])
 local s = {}
 for i = 1, #flat, 2 do s[flat[i]] = tonumber(flat[i + 1]) end
@@ -34,7 +41,7 @@ for i = 1, #flat, 2 do s[flat[i]] = tonumber(flat[i + 1]) end
 local allowed, blocking, retry_at, horizon = true, -1, 0, 0
 local rows, writes = {}, {}
 for i = 0, n - 1 do
-  local b = 9 + i * 4
+  local b = 10 + i * 4
   local kind, limit = tonumber(ARGV[b]), tonumber(ARGV[b + 1])
   local window, rate = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local p = 'l' .. i .. ':'
@@ -89,11 +96,10 @@ end
 local lease_limit = tonumber(ARGV[6])
 local in_flight = 0
 if lease_limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  in_flight = redis.call('ZCARD', KEYS[3])
-  if commit and cost > 0 and allowed and in_flight >= lease_limit then
+  in_flight = redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf')  -- leases not yet expired
+  if cost > 0 and allowed and in_flight >= lease_limit then
     allowed, blocking = false, -2
-    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     retry_at = tonumber(oldest[2])
   end
 end
@@ -103,21 +109,26 @@ if commit and allowed then
   redis.call('PEXPIRE', KEYS[1], horizon + 1000)
   if lease_limit > 0 and cost > 0 then
     local ttl = tonumber(ARGV[7])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
     redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
     redis.call('PEXPIRE', KEYS[3], ttl)
     in_flight = in_flight + 1
   end
 end
 if commit then
-  local field = math.floor(now / 60000) .. (allowed and ':allowed' or ':denied')
-  redis.call('HINCRBY', KEYS[2], field, 1)
+  local minute = math.floor(now / 60000)
+  local slot = minute % tonumber(ARGV[8])
+  if tonumber(redis.call('HGET', KEYS[2], 'm' .. slot)) ~= minute then
+    redis.call('HSET', KEYS[2], 'm' .. slot, minute, 'a' .. slot, 0, 'd' .. slot, 0)
+  end
+  redis.call('HINCRBY', KEYS[2], (allowed and 'a' or 'd') .. slot, 1)
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 end
 
 local out = {allowed and 1 or 0, blocking, now, allowed and 0 or retry_at, in_flight}
 for _, r in ipairs(rows) do
   local remaining = r[2]
-  if commit and allowed then remaining = r[3] end
+  if allowed then remaining = r[3] end
   out[#out + 1] = r[1]
   out[#out + 1] = remaining
   out[#out + 1] = r[4]

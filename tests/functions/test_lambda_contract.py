@@ -86,7 +86,8 @@ def _body_operation(name: str) -> str | None:
 
 
 def unknown_path(name: str) -> str:
-    return f"/api/{name}/no/such/route"
+    # One segment: two would be a key of the rate-limit peek (`/api/ratelimit/{policy}/{key:path}`).
+    return f"/api/{name}/no-such-route"
 
 
 def probes(name: str) -> list[Probe]:

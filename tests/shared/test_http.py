@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from mangum.handlers import ALB, APIGateway, HTTPGateway
+from mangum.types import LambdaConfig
+from starlette.applications import Starlette
 from starlette.requests import Request
 
-from shared import redis as shared_redis
-from shared.config import RedisSettings
+from shared.config import HttpSettings, RedisSettings
 from shared.errors import NotFound
-from shared.http import Api, create_app
-from shared.redis import RedisClients, get_redis
+from shared.http import Api, client_ip, create_app
+from shared.redis import RedisClients
 from tests.conftest import Gateway
+from tests.functions.events import lambda_event
+from tests.servers import free_port
 
 
 class Order(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,9 +55,14 @@ async def item(request: Request, path: ItemPath, query: Paging) -> dict[str, obj
 
 @api.get("/api/demo/redis", summary="two Redis calls")
 async def two_calls(request: Request) -> dict[str, object]:
-    redis = get_redis()
+    redis = request.app.state.redis.get()
     await redis.set("{demo}:k", "v")
     return {"value": await redis.get("{demo}:k")}
+
+
+@api.get("/api/demo/ip", summary="the caller's address")
+async def address(request: Request) -> dict[str, object]:
+    return {"ip": client_ip(request)}
 
 
 @api.delete("/api/demo/items/{item}", summary="admin only", path_params=ItemPath, admin=True)
@@ -60,18 +70,23 @@ async def remove(request: Request, path: ItemPath) -> dict[str, object]:
     return {"removed": path.item}
 
 
-app = create_app(api)
+NO_CONTEXT: Any = None  # the Lambda context object; building a scope never reads it
+MANGUM_CONFIG = LambdaConfig(api_gateway_base_path="/", text_mime_types=[], exclude_headers=[])
+SETTINGS = HttpSettings(max_body_bytes=1024, admin_token="admin-secret")
+
+
+async def serve(app: Starlette, redis: RedisClients) -> AsyncIterator[httpx.AsyncClient]:
+    app.state.redis = redis
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+    await redis.aclose()
 
 
 @pytest.fixture
-async def client(monkeypatch: pytest.MonkeyPatch, gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setenv("STASHKIT_ADMIN_TOKEN", "admin-secret")
-    monkeypatch.setenv("STASHKIT_MAX_BODY_BYTES", "1024")
-    clients = RedisClients(RedisSettings(gateway.url, gateway.token), timeout_s=2)
-    monkeypatch.setattr(shared_redis, "_default", clients)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    redis = RedisClients(RedisSettings(gateway.url, gateway.token), timeout_s=2)
+    async for http in serve(create_app(api, settings=SETTINGS), redis):
         yield http
-    await clients.aclose()
 
 
 def is_problem(response: httpx.Response, status: int) -> dict[str, object]:
@@ -165,3 +180,58 @@ async def test_openapi_document_is_generated_from_the_same_types(client: httpx.A
 
 async def test_trailing_slash_is_a_404_problem_not_a_redirect(client: httpx.AsyncClient) -> None:
     is_problem(await client.post("/api/demo/orders/", json={"item": "tea"}), 404)
+
+
+async def test_a_bad_setting_is_a_problem_with_a_request_id_and_a_log_line(
+    monkeypatch: pytest.MonkeyPatch, gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Settings are read once, on the first request, inside the one catch site."""
+    monkeypatch.setenv("STASHKIT_MAX_BODY_BYTES", "abc")
+    redis = RedisClients(RedisSettings(gateway.url, gateway.token))
+    async for http in serve(create_app(api), redis):
+        response = await http.get("/api/demo/items/tea", headers={"x-request-id": "bad-setting"})
+        body = is_problem(response, 500)
+        assert body["request_id"] == response.headers["x-request-id"] == "bad-setting"
+        assert "abc" not in response.text and "STASHKIT" not in response.text
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "bad-setting" in line]
+        assert [(line["status"], line["error"]) for line in lines] == [(500, "ConfigurationError")]
+        assert "STASHKIT_MAX_BODY_BYTES" in lines[0]["detail"]
+        monkeypatch.setenv("STASHKIT_MAX_BODY_BYTES", "2048")  # mended: the next request reads it again
+        assert (await http.get("/api/demo/items/tea")).status_code == 200
+
+
+async def test_an_unreachable_redis_is_a_503_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    down = RedisClients(RedisSettings(f"http://127.0.0.1:{free_port()}", "token"), timeout_s=1)
+    async for http in serve(create_app(api, settings=SETTINGS), down):
+        response = await http.get("/api/demo/redis", headers={"x-request-id": "redis-down"})
+        assert is_problem(response, 503)["title"] == "Service unavailable"
+        assert response.headers["retry-after"] == "1"
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "redis-down" in line]
+        assert [(line["status"], line["error"]) for line in lines] == [(503, "RedisUnavailable")]
+
+
+def ip_seen(scope: Mapping[str, Any], settings: HttpSettings = SETTINGS) -> str:
+    return client_ip(Request({**scope, "stashkit.settings": settings}))
+
+
+@pytest.mark.parametrize("kind", ["http_api_v2", "function_url", "api_gateway_rest_v1"])
+def test_client_ip_on_lambda_is_the_source_ip_aws_saw_never_a_forwarded_header(kind: str) -> None:
+    event = lambda_event(kind, "/api/demo/ip")
+    event["headers"]["x-forwarded-for"] = "6.6.6.6"  # what a caller can send
+    context = event["requestContext"]
+    source = context["http"]["sourceIp"] if "http" in context else context["identity"]["sourceIp"]
+    handler = HTTPGateway if "version" in event else APIGateway
+    scope = handler(event, NO_CONTEXT, MANGUM_CONFIG).scope
+    assert ip_seen(scope) == source != "6.6.6.6"
+
+
+def test_client_ip_behind_an_alb_is_the_hop_the_alb_appended() -> None:
+    event = lambda_event("alb_multi_value_headers", "/api/demo/ip")
+    event["multiValueHeaders"]["x-forwarded-for"] = ["6.6.6.6, 203.0.113.7"]
+    assert ip_seen(ALB(event, NO_CONTEXT, MANGUM_CONFIG).scope) == "203.0.113.7"
+
+
+def test_client_ip_on_vercel_is_the_forwarded_header_its_edge_writes_and_elsewhere_the_peer() -> None:
+    scope = {"type": "http", "headers": [(b"x-forwarded-for", b"198.51.100.4")], "client": ("127.0.0.1", 5000)}
+    assert ip_seen(scope, HttpSettings(on_vercel=True)) == "198.51.100.4"
+    assert ip_seen(scope, HttpSettings(on_vercel=False)) == "127.0.0.1"

@@ -1,4 +1,5 @@
-"""shared/redis.py against the real gateway: one client per loop, no 3 s penalty on a new loop."""
+"""shared/redis.py against the real gateway: one client per loop, no 3 s penalty on a new loop, and the
+one mapping of failures (an outage is `RedisUnavailable`, a Redis error stays an error)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import gc
 import warnings
 
 import pytest
+from upstash_redis.errors import UpstashError
 
-from shared import redis as shared_redis
 from shared.config import RedisSettings
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, RedisUnavailable
+from shared.metrics import start_request
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway
+from tests.servers import free_port
 
 
 def clients_for(gateway: Gateway) -> RedisClients:
@@ -59,8 +62,7 @@ async def test_get_redis_reads_the_environment(gateway: Gateway, monkeypatch: py
     monkeypatch.setenv("KV_REST_API_TOKEN", gateway.token)
     monkeypatch.delenv("UPSTASH_REDIS_REST_URL", raising=False)
     clients = RedisClients()
-    monkeypatch.setattr(shared_redis, "_default", clients)
-    assert await shared_redis.get_redis().set(f"{tag}env", "1")
+    assert await clients.get().set(f"{tag}env", "1")
     await clients.aclose()
 
 
@@ -73,3 +75,38 @@ def test_missing_configuration_is_named_at_first_use(monkeypatch: pytest.MonkeyP
 
     with pytest.raises(ConfigurationError, match="UPSTASH_REDIS_REST_URL is not set"):
         asyncio.run(first_use())
+
+
+async def test_failures_are_mapped_once_outages_to_redis_unavailable_and_redis_errors_kept(
+    gateway: Gateway, tag: str
+) -> None:
+    refused = RedisClients(RedisSettings(f"http://127.0.0.1:{free_port()}", "token"), timeout_s=1)
+    with pytest.raises(RedisUnavailable, match="ConnectError"):
+        await refused.get().get(f"{tag}k")
+    await refused.aclose()
+    # A gateway whose Redis is gone answers 503: the endpoint is up, the service behind it is not.
+    orphan = start_gateway(f"redis://127.0.0.1:{free_port()}")
+    try:
+        behind = RedisClients(RedisSettings(orphan.url, orphan.token), timeout_s=2)
+        with pytest.raises(RedisUnavailable, match="HTTP 503"):
+            await behind.get().get(f"{tag}k")
+        await behind.aclose()
+    finally:
+        orphan.process.stop()
+    working = RedisClients(RedisSettings(gateway.url, gateway.token))
+    await working.get().set(f"{tag}s", "a string")
+    with pytest.raises(UpstashError, match="WRONGTYPE"):  # a bug in the caller's data, never an outage
+        await working.get().hgetall(f"{tag}s")
+    await working.aclose()
+
+
+async def test_each_round_trip_is_counted_into_the_request(gateway: Gateway, tag: str) -> None:
+    clients = RedisClients(RedisSettings(gateway.url, gateway.token))
+    metrics = start_request("counting")
+    await clients.get().set(f"{tag}a", "1")
+    pipeline = clients.get().pipeline()
+    pipeline.get(f"{tag}a")
+    pipeline.get(f"{tag}b")
+    await pipeline.exec()
+    assert metrics.redis_round_trips == 2
+    await clients.aclose()
