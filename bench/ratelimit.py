@@ -28,6 +28,7 @@ from bench.http_client import HttpConnection, machine
 from tests.servers import Process, free_port, python_module, redis_server
 
 TOKEN = "bench-token"
+SERVICE_TOKEN = "bench-ratelimit-token"  # the closed service API needs it (the baseline ignores it)
 ROUNDS = 5
 LIMIT = 10
 POLICIES = {
@@ -97,7 +98,8 @@ async def drive(port: int, plan: list[tuple[str, str]], concurrency: int = 32) -
         connection = connections[index]
         for policy, key in plan[index::concurrency]:
             body = json.dumps({"policy": policy, "key": key}).encode()
-            status, _ = await connection.send(connection.request("/api/ratelimit/check", body))
+            request = connection.request("/api/ratelimit/check", body, {"Authorization": f"Bearer {SERVICE_TOKEN}"})
+            status, _ = await connection.send(request)
             if status not in (200, 429):
                 raise RuntimeError(f"unexpected status {status}")
             allowed += status == 200
@@ -141,6 +143,7 @@ def main() -> None:
         "UPSTASH_REDIS_REST_URL": f"http://127.0.0.1:{gateway_port}",
         "UPSTASH_REDIS_REST_TOKEN": TOKEN,
         "STASHKIT_RATELIMIT_POLICIES": json.dumps(POLICIES),
+        "STASHKIT_RATELIMIT_TOKEN": SERVICE_TOKEN,
     }
     try:
         processes.append(
