@@ -61,12 +61,16 @@ RATELIMIT_TOKEN_VAR = "STASHKIT_RATELIMIT_TOKEN"
 # Set to "1" in every Vercel deployment (a System Environment Variable, exposed by default): there,
 # and only there, the edge overwrites X-Forwarded-For with the caller's address (README "Rate limiting").
 VERCEL_VAR = "VERCEL"
+PUBLIC_URL_VAR = "STASHKIT_PUBLIC_URL"
+JOB_MODULES_VAR = "STASHKIT_JOB_MODULES"
+JOBS_EAGER_VAR = "STASHKIT_JOBS_EAGER"
+ALERT_WEBHOOK_VAR = "STASHKIT_ALERT_WEBHOOK_URL"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
-    RATELIMIT_TOKEN_VAR,
+    RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR,
 )  # fmt: skip
 
 
@@ -133,6 +137,61 @@ def qstash_settings(environ: Mapping[str, str] | None = None) -> QStashSettings:
     if not token:
         raise ConfigurationError(QSTASH_TOKEN_VAR, "is not set")
     return QStashSettings(url.rstrip("/"), token)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobsSettings:
+    public_url: str | None = None  # what QStash calls: required to enqueue and to verify deliveries
+    modules: tuple[str, ...] = ()  # the users' job modules (the built-in ones are always loaded)
+    eager: bool = False  # run enqueued jobs in-process (users' own tests)
+    signing_keys: tuple[str, ...] = ()  # QStash's current and next signing keys, those that are set
+    alert_webhook_url: str | None = None  # where the DLQ digest is posted
+
+    def __repr__(self) -> str:
+        return (
+            f"JobsSettings(public_url={self.public_url!r}, modules={self.modules!r}, eager={self.eager}, "
+            f"signing_keys={len(self.signing_keys)} set, alert_webhook_url={'***' if self.alert_webhook_url else None})"
+        )
+
+    def require_public_url(self) -> str:
+        if self.public_url is None:
+            raise ConfigurationError(
+                PUBLIC_URL_VAR, "is not set (the deployment's public base URL, which QStash calls)"
+            )
+        return self.public_url
+
+    def require_signing_keys(self) -> tuple[str, ...]:
+        if not self.signing_keys:
+            raise ConfigurationError(QSTASH_CURRENT_KEY_VAR, "is not set (deliveries cannot be verified without it)")
+        return self.signing_keys
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str | None:
+    url = env.get(name, "").strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigurationError(name, "must be an http(s) URL such as https://myapp.vercel.app")
+    return url.rstrip("/")
+
+
+def jobs_settings(environ: Mapping[str, str] | None = None) -> JobsSettings:
+    env = os.environ if environ is None else environ
+    modules = tuple(m.strip() for m in env.get(JOB_MODULES_VAR, "").split(",") if m.strip())
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigurationError(JOB_MODULES_VAR, f"must list import paths separated by commas, got {module!r}")
+    eager = env.get(JOBS_EAGER_VAR, "").strip().lower()
+    if eager not in ("", "0", "1", "true", "false"):
+        raise ConfigurationError(JOBS_EAGER_VAR, f"must be 1 or 0, got {eager!r}")
+    keys = tuple(key for var in (QSTASH_CURRENT_KEY_VAR, QSTASH_NEXT_KEY_VAR) if (key := env.get(var, "").strip()))
+    return JobsSettings(
+        public_url=_optional_url(env, PUBLIC_URL_VAR),
+        modules=modules,
+        eager=eager in ("1", "true"),
+        signing_keys=keys,
+        alert_webhook_url=_optional_url(env, ALERT_WEBHOOK_VAR),
+    )
 
 
 def configured_variables(environ: Mapping[str, str] | None = None) -> dict[str, bool]:

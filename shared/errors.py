@@ -5,6 +5,9 @@
     ├── RedisUnavailable        Redis could not be reached, or did not answer in time: raised only by
     │                           shared/redis.py, which maps transport failures once (a Redis reply
     │                           error such as WRONGTYPE is a bug, not an outage, and is never mapped)
+    ├── QStashUnavailable       QStash could not be reached, or answered 5xx (shared/qstash.py maps it)
+    ├── Retry                   raised by a job handler: run this job again after `after_s` seconds
+    ├── PermanentFailure        raised by a job handler: never retry; the message goes to the DLQ
     └── Problem                 an error a caller caused or must know about; becomes RFC 9457 JSON
         ├── InvalidInput        400/422: names the `field` (path, query or body) that is wrong
         ├── Unauthorized        401: missing or wrong bearer token
@@ -36,6 +39,23 @@ class ConfigurationError(StashkitError):
 
 class RedisUnavailable(StashkitError):
     """Redis (the REST endpoint) could not be reached or did not answer within the timeout."""
+
+
+class QStashUnavailable(StashkitError):
+    """QStash could not be reached, or answered 5xx."""
+
+
+class Retry(StashkitError):
+    """Raised by a job handler to be run again after `after_s` seconds (it counts as an attempt)."""
+
+    def __init__(self, after_s: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {after_s} s")
+        self.after_s = after_s
+        self.reason = reason
+
+
+class PermanentFailure(StashkitError):
+    """Raised by a job handler whose input can never succeed: no retry, straight to the dead letters."""
 
 
 class Problem(StashkitError):

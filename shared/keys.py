@@ -44,3 +44,13 @@ def ratelimit_stats_for_shard(policy: str, shard: int) -> str:
 
 def ratelimit_stats(policy: str, identifier: str) -> str:
     return ratelimit_stats_for_shard(policy, ratelimit_shard(identifier))
+
+
+# Jobs: one status record per QStash message, under the message's own hash tag (claim and finish touch
+# only it). Kept a week after its last change: long enough to look a run up, short enough to bound memory.
+JOB_STATUS_TTL_S = 7 * 86_400
+
+
+def job_status(message_id: str) -> str:
+    """Hash: state, job, attempts, the current claim (owner, until), times and the last error."""
+    return f"{PREFIX}:{{job:{message_id}}}:status"

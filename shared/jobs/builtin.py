@@ -1,0 +1,1 @@
+"""The jobs every deployment has (loaded before `STASHKIT_JOB_MODULES`)."""
