@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -198,10 +198,12 @@ def package_lambdas(archs: Iterable[str], workdir: Path) -> dict[str, LambdaPack
         return {arch: future.result() for arch, future in futures.items()}
 
 
-def vercel_build(workdir: Path) -> Path:
+def vercel_build(workdir: Path, prepare: Callable[[Path], object] = lambda project: None) -> Path:
     """`vercel build --standalone` on a clean copy, with the offline project settings that make it
-    build at all (without `settings` it exits 0 having built nothing: deploy.md §2.4)."""
+    build at all (without `settings` it exits 0 having built nothing: deploy.md §2.4). `prepare` may
+    alter the copy first (bench/vercel_build.py builds a variant of the project with it)."""
     project = copy_project(workdir / "project")
+    prepare(project)
     settings = {"projectId": "prj_offlinestashkit000000000", "orgId": "team_offlinestashkit00000000"}
     (project / ".vercel").mkdir()
     (project / ".vercel" / "project.json").write_text(json.dumps({**settings, "settings": {"framework": None}}))
