@@ -9,29 +9,37 @@ Why one entry point and not one shim per function (deploy.md §3.6a): with two o
 - @vercel/python gives every entry point one venv (6.56.2 dist/index.js:11508; the same in 25.0.0), and
   each build's `uv sync` (:11610) is exact (:5404, no `--inexact`): it uninstalls the `vercel-runtime`
   that the previous build injected (:11670) while that build's output is still being copied out of it.
-One build has nothing to race with. Its costs (one memory/maxDuration for all, every function imported at
-cold start) are in README.md, Deployment > Vercel.
+One build has nothing to race with. Its costs (one memory/maxDuration for all, one bundle) are in
+README.md, Deployment > Vercel. Each function's module is imported on its first request, not here, so a
+cold start pays only for the function it serves, as with one bundle per function.
 
-To add a function, import it here and add it to the table: tests/functions/test_deploy_config.py checks
-that the table serves every functions/<name>.py.
+To add a function, add it to the table: tests/functions/test_deploy_config.py checks that the table
+serves every functions/<name>.py.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from functions import health, ratelimit
 from shared.errors import NotFound
 from shared.http import problem_response
 
 
 class FunctionRouter:
-    """An ASGI app that hands each request for `/api/<name>[/...]` to the app registered as `name`."""
+    """An ASGI app that hands each request for `/api/<name>[/...]` to the `app` of the module registered
+    as `name`, importing that module on its first request."""
 
-    def __init__(self, apps: Mapping[str, ASGIApp]) -> None:
-        self.apps = dict(apps)
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self.modules = dict(modules)
+        self._apps: dict[str, ASGIApp] = {}
+
+    def app_for(self, name: str) -> ASGIApp | None:
+        if name not in self._apps and name in self.modules:
+            self._apps[name] = importlib.import_module(self.modules[name]).app
+        return self._apps.get(name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -42,11 +50,11 @@ class FunctionRouter:
             await send({"type": "lifespan.shutdown.complete"})
             return
         path: str = scope["path"]
-        app = self.apps.get(path.split("/", 3)[2] if path.startswith("/api/") else "")
+        app = self.app_for(path.split("/", 3)[2] if path.startswith("/api/") else "")
         if app is None:
             await problem_response(NotFound(f"no function serves {path}"), None)(scope, receive, send)
             return
         await app(scope, receive, send)
 
 
-app = FunctionRouter({"health": health.app, "ratelimit": ratelimit.app})
+app = FunctionRouter({"health": "functions.health", "ratelimit": "functions.ratelimit"})

@@ -55,8 +55,8 @@ for name in sys.argv[2:]:
         "mangum_wraps_app": getattr(handler, "app", None) is module.app,
         "mangum_lifespan": getattr(handler, "lifespan", None),
         "mangum_text_mime_types": list(handler.config["text_mime_types"]) if isinstance(handler, Mangum) else [],
-        "served_by_entry_point": entry_point.apps.get(name) is module.app,
-        "entry_point_serves": sorted(entry_point.apps),
+        "served_by_entry_point": entry_point.app_for(name) is module.app,
+        "entry_point_serves": sorted(entry_point.modules),
         "entry_point_app_type": detect_app_type(entry_point, "api.index", "app")[0],
         "declares_lifespan": type(module.app.router.lifespan_context).__name__ != "_DefaultLifespan",
     }
