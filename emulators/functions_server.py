@@ -3,8 +3,9 @@
     python -m emulators.functions_server --port 3000
 
 Each `api/<name>.py` entry of vercel.json's `functions` serves `/api/<name>`, and each rewrite whose
-destination is such a function sends its source paths there; the app sees the original path, as on
-Vercel. The apps are imported from `functions/`, exactly the objects Vercel and Lambda run.
+destination is such an entry sends its source paths there; the app sees the original path, as on
+Vercel. The apps are the entry points' own `app` objects (api/index.py's router, which hands each request
+to the `app` of functions/<name>.py, the object Lambda runs too), exactly what Vercel runs.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class FunctionsRouter:
     def __init__(self, config_path: Path) -> None:
         self.mounts = mounts(json.loads(config_path.read_text()))
         self.apps: dict[str, ASGIApp] = {
-            m.function: importlib.import_module(f"functions.{m.function}").app for m in self.mounts
+            m.function: importlib.import_module(f"api.{m.function}").app for m in self.mounts
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

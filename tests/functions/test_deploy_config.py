@@ -1,5 +1,6 @@
-"""Each module in functions/ is deployable on both platforms: it has its Vercel shim, its vercel.json and
-serverless.yml entries, and Vercel's builder will pick its ASGI app (never the Mangum object).
+"""Each module in functions/ is deployable on both platforms: Vercel's one entry point (api/index.py) serves
+it, vercel.json routes its paths there, serverless.yml has its entry, and Vercel's builder will pick an
+ASGI app (never the Mangum object).
 
 These read the configuration statically, so they fail at once when a function is added without its
 deployment entries; tests/functions/test_vercel_contract.py and test_lambda_contract.py build and run it.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,18 +80,36 @@ def test_builder_picks_the_starlette_app_in_the_module(name: str) -> None:
     assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "create_app"
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_vercel_shim_imports_the_app(name: str) -> None:
-    shim = ROOT / "api" / f"{name}.py"
-    assert shim.exists(), f"api/{name}.py is missing: Vercel applies per-function settings only under api/"
-    found = builder_variable(shim.read_text())
-    assert found is not None
+def vercel_entry_points() -> list[str]:
+    """The files under api/ that Vercel's zero-config detection would build as Python functions: every
+    .py file except those under a `_` or `.` name (vercel@58.10.0 dist/chunks/chunk-IBIZT5M4.js:29955-29963;
+    it also skips a file with no app, :29970-29975, but any file here is meant to be one)."""
+    found = (path.relative_to(ROOT).as_posix() for path in (ROOT / "api").rglob("*.py"))
+    return sorted(name for name in found if "/_" not in name and "/." not in name)
+
+
+def test_one_python_entry_point_keeps_vercel_build_deterministic() -> None:
+    """A second Python entry point makes `vercel build` fail at random (ENOENT in the shared venv): the CLI
+    does not wait for one entry point's output before building the next, and each build's exact `uv sync`
+    uninstalls what the previous one is copying (deploy.md §3.6a; the builder source is cited in
+    api/index.py). So every function is served by api/index.py, and nothing may add another build."""
+    assert vercel_entry_points() == ["api/index.py"]
+    assert list(VERCEL["functions"]) == ["api/index.py"]
+    for key in ("builds", "services", "experimentalServices", "experimentalServicesV2"):
+        assert key not in VERCEL, f"vercel.json: {key!r} adds builds beside api/index.py"
+
+
+def test_vercel_entry_point_is_the_function_router() -> None:
+    found = builder_variable((ROOT / "api" / "index.py").read_text())
+    assert found is not None, "api/index.py: Vercel would find no app (build error)"
     variable, stmt = found
     assert variable == "app"
-    assert isinstance(stmt, ast.ImportFrom) and stmt.module == f"functions.{name}", ast.dump(stmt)
+    assert isinstance(stmt, ast.Assign), ast.dump(stmt)
+    call = stmt.value
+    assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "FunctionRouter"
 
 
-@pytest.mark.parametrize("path", [f"functions/{n}.py" for n in FUNCTIONS] + [f"api/{n}.py" for n in FUNCTIONS])
+@pytest.mark.parametrize("path", [f"functions/{n}.py" for n in FUNCTIONS] + ["api/index.py"])
 def test_no_top_level_handler(path: str) -> None:
     """A top-level `handler`/`Handler` would be taken for a BaseHTTPRequestHandler by Vercel's runtime."""
     names = top_level_names((ROOT / path).read_text())
@@ -102,24 +120,23 @@ def test_no_top_level_handler(path: str) -> None:
 def test_runtimes_see_an_asgi_app_and_a_mangum_handler(name: str) -> None:
     facts = describe_functions()[name]
     assert facts["vercel_app_type"] == "asgi"  # vercel_runtime's own detect_app_type on the module's `app`
-    assert facts["shim_app_is_app"]
+    assert facts["entry_point_app_type"] == "asgi"  # ... and on api/index.py's router, what Vercel runs
+    assert facts["served_by_entry_point"], f"api/index.py's table does not serve functions.{name}.app"
+    assert not facts["declares_lifespan"]  # neither Mangum (lifespan="off") nor the router would run it
     assert facts["lambda_handler_is_mangum"] and facts["mangum_wraps_app"]
     assert facts["mangum_lifespan"] == "off"  # Mangum would run startup and shutdown on every invocation
     assert PROBLEM_JSON in facts["mangum_text_mime_types"]  # else problem details go out base64-encoded
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_vercel_json_configures_the_function(name: str) -> None:
+def test_vercel_json_configures_the_entry_point() -> None:
     assert "framework" in VERCEL and VERCEL["framework"] is None  # a preset (e.g. FastAPI) breaks the build
     assert "builds" not in VERCEL  # `builds` would silently drop memory and maxDuration (deploy.md §2.5)
-    settings = VERCEL["functions"].get(f"api/{name}.py")
-    assert settings is not None, f'vercel.json has no "functions" entry for api/{name}.py'
+    settings = VERCEL["functions"]["api/index.py"]
     assert isinstance(settings["memory"], int) and isinstance(settings["maxDuration"], int)
     excluded = settings["excludeFiles"]
     assert all(part in excluded for part in ("tests/**", "emulators/**", "bench/**", ".ci/**"))
     # An unnamed group: a named one (`:path*`) would add `?path=...` to every request (vercel build).
-    rewrite = {"source": f"/api/{name}/(.*)", "destination": f"/api/{name}"}
-    assert rewrite in VERCEL["rewrites"], f"vercel.json: no rewrite for /api/{name}/..."
+    assert VERCEL["rewrites"] == [{"source": "/api/(.*)", "destination": "/api/index"}]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -136,10 +153,8 @@ def test_serverless_yml_configures_the_function(name: str) -> None:
 
 def test_no_entry_outlives_its_function() -> None:
     existing = set(FUNCTIONS)
-    assert {Path(entry).stem for entry in VERCEL["functions"]} == existing
-    assert {Path(r["destination"]).name for r in VERCEL["rewrites"]} <= existing
+    assert set(describe_functions()[FUNCTIONS[0]]["entry_point_serves"]) == existing  # api/index.py's table
     assert set(SERVERLESS["functions"]) == existing
-    assert {path.stem for path in (ROOT / "api").glob("[!_]*.py")} == existing
 
 
 def test_lambda_runtime_and_architecture() -> None:

@@ -1,6 +1,8 @@
 """Every function as Vercel builds and runs it: `vercel build --standalone` on a clean copy of the project
-(offline, no credentials), then each built function invoked through Vercel's own Python runtime
-(`vercel_runtime.vc_init`, vendored into the bundle by the builder) in both of its modes:
+(offline, no credentials) builds one Python function, api/index.py, which serves every function (deploy.md
+§3.6a: two Python entry points make the build fail at random); then each function is invoked through it
+and Vercel's own Python runtime (`vercel_runtime.vc_init`, vendored into the bundle by the builder) in both
+of its modes:
 
     legacy  vc_handler(event) with the JSON event {method, path, headers, body, encoding}
     IPC     uvicorn on a port announced over VERCEL_IPC_PATH, real HTTP requests ("Fluid compute")
@@ -62,8 +64,8 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return vercel_build(tmp_path_factory.mktemp("vercel"))
 
 
-def function_dir(output: Path, name: str) -> Path:
-    return output / "functions" / "api" / f"{name}.func"
+def function_dir(output: Path) -> Path:
+    return output / "functions" / "api" / "index.func"
 
 
 def runtime_env(func: Path, **extra: str) -> dict[str, str]:
@@ -73,41 +75,49 @@ def runtime_env(func: Path, **extra: str) -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", **config["environment"], **extra}
 
 
-def test_build_output_has_routes_and_one_function_per_module(output: Path) -> None:
+def test_one_python_build_serves_every_function(output: Path) -> None:
+    """The build that would race if it held a second Python entry point: it passed (the fixture), it ran
+    @vercel/python once, and its one function holds every function's code."""
+    builds = json.loads((output / "builds.json").read_text())["builds"]
+    assert [build["src"] for build in builds if build["use"] == "@vercel/python"] == ["api/index.py"]
+    built = sorted(path.relative_to(output / "functions").as_posix() for path in output.rglob("*.func"))
+    assert built == ["api/index.func"]
+    for name in FUNCTIONS:
+        assert (function_dir(output) / "functions" / f"{name}.py").exists()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_build_output_routes_every_function_path_to_the_entry_point(output: Path, name: str) -> None:
     config = json.loads((output / "config.json").read_text())  # absent when the build silently did nothing
     assert config["version"] == 3
-    built = sorted(path.name.removesuffix(".func") for path in (output / "functions" / "api").glob("*.func"))
-    assert built == FUNCTIONS
-    routes = [route.get("src", "") for route in config["routes"]]
-    for name in FUNCTIONS:
-        assert any(src.startswith(f"^/api/{name}(") for src in routes), f"no rewrite route for /api/{name}/..."
+    routes = config["routes"][: config["routes"].index({"handle": "error"})]  # before the 404 fallbacks
+    for path in (f"/api/{name}", f"/api/{name}/", f"/api/{name}/a/b"):
+        matched = next((route for route in routes if "src" in route and re.match(route["src"], path)), None)
+        assert matched is not None and matched.get("dest") == "/api/index", (path, matched)
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_trampoline_serves_the_app_variable(output: Path, name: str) -> None:
-    trampoline = (function_dir(output, name) / "vc__handler__python.py").read_text()
+def test_trampoline_serves_the_app_variable(output: Path) -> None:
+    trampoline = (function_dir(output) / "vc__handler__python.py").read_text()
     variables = dict(re.findall(r'"(__VC_HANDLER_\w+)": "([^"]*)"', trampoline))
     assert variables["__VC_HANDLER_VARIABLE_NAME"] == "app"
-    assert variables["__VC_HANDLER_MODULE_NAME"] == f"api.{name}"
-    assert variables["__VC_HANDLER_ENTRYPOINT"] == f"api/{name}.py"
+    assert variables["__VC_HANDLER_MODULE_NAME"] == "api.index"
+    assert variables["__VC_HANDLER_ENTRYPOINT"] == "api/index.py"
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_function_config_carries_vercel_json_settings(output: Path, name: str) -> None:
-    config = json.loads((function_dir(output, name) / ".vc-config.json").read_text())
-    wanted = VERCEL["functions"][f"api/{name}.py"]
+def test_function_config_carries_vercel_json_settings(output: Path) -> None:
+    config = json.loads((function_dir(output) / ".vc-config.json").read_text())
+    wanted = VERCEL["functions"]["api/index.py"]
     assert (config["memory"], config["maxDuration"]) == (wanted["memory"], wanted["maxDuration"])
     assert config["runtime"] == "python3.12"
     assert config["handler"] == "vc__handler__python.vc_handler"
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
-def test_only_function_code_and_dependencies_ship(output: Path, name: str) -> None:
+def test_only_function_code_and_dependencies_ship(output: Path) -> None:
     """excludeFiles is honoured: no tests/, emulators/, bench/ or tool configuration in the bundle."""
-    func = function_dir(output, name)
+    func = function_dir(output)
     shipped = {path.relative_to(func).parts[0] for path in func.rglob("*") if path.is_file()}
     assert shipped <= SHIPPED_TOP_LEVEL, shipped - SHIPPED_TOP_LEVEL
-    assert (func / "functions" / f"{name}.py").exists()
+    assert {path.name for path in (func / "api").iterdir()} == {"index.py"}
     assert (func / "_vendor" / "vercel_runtime" / "vc_init.py").exists()
 
 
@@ -129,13 +139,14 @@ def _decoded(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_legacy_mode_answers_twice_in_one_process(output: Path, name: str, tmp_path: Path) -> None:
-    func = function_dir(output, name)
+    func = function_dir(output)
     request = {"method": "GET", "headers": {"host": "stashkit.vercel.app", "accept": "application/json"}, "body": ""}
     requests = [
         {**request, "path": f"/api/{name}/openapi.json?tag=a&tag=b"},
         {**request, "path": f"/api/{name}/openapi.json"},
         {**request, "path": f"/api/{name}/no-such-route"},
         {**request, "method": "POST", "path": f"/api/{name}/openapi.json", "body": "\u00ff binary"},
+        {**request, "path": f"/api/{name}x/openapi.json"},  # no such function: the router's own 404
     ]
     out = tmp_path / "responses.json"
     done = subprocess.run(
@@ -154,7 +165,7 @@ def test_legacy_mode_answers_twice_in_one_process(output: Path, name: str, tmp_p
         assert status == 200
         assert headers["content-type"] == "application/json"
         assert json.loads(body)["openapi"] == "3.1.0"
-    for (status, headers, body), wanted in zip(answers[2:], (404, 405), strict=True):
+    for (status, headers, body), wanted in zip(answers[2:], (404, 405, 404), strict=True):
         assert status == wanted
         assert headers["content-type"] == PROBLEM_JSON
         assert json.loads(body)["status"] == wanted
@@ -200,11 +211,11 @@ class IpcListener:
 
 @pytest.fixture
 def ipc_function(output: Path, tmp_path: Path, gateway: Gateway) -> Iterator[Any]:
-    """Start a built function in IPC mode; yields a starter that returns its base URL."""
+    """Start the built function in IPC mode; yields a starter that returns its base URL."""
     started: list[tuple[subprocess.Popen[bytes], IpcListener]] = []
 
-    def start(name: str) -> str:
-        func = function_dir(output, name)
+    def start() -> str:
+        func = function_dir(output)
         listener = IpcListener(tmp_path / f"ipc-{uuid.uuid4().hex[:8]}.sock")
         listener.thread.start()
         env = runtime_env(
@@ -227,7 +238,7 @@ def ipc_function(output: Path, tmp_path: Path, gateway: Gateway) -> Iterator[Any
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_ipc_mode_serves_real_http_requests(ipc_function: Any, name: str) -> None:
-    base_url = ipc_function(name)
+    base_url = ipc_function()
     with httpx.Client(base_url=base_url, timeout=10) as client:
         assert client.get("/_vercel/ping").status_code == 200
         for _ in range(2):

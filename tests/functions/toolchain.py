@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +42,7 @@ import importlib, json, sys
 from mangum import Mangum
 from vercel_runtime.resolver import detect_app_type
 from shared.openapi import openapi_document
+entry_point = importlib.import_module("api.index").app  # the one Vercel entry point (api/index.py)
 found = {}
 for name in sys.argv[2:]:
     module = importlib.import_module("functions." + name)
@@ -54,7 +55,10 @@ for name in sys.argv[2:]:
         "mangum_wraps_app": getattr(handler, "app", None) is module.app,
         "mangum_lifespan": getattr(handler, "lifespan", None),
         "mangum_text_mime_types": list(handler.config["text_mime_types"]) if isinstance(handler, Mangum) else [],
-        "shim_app_is_app": importlib.import_module("api." + name).app is module.app,
+        "served_by_entry_point": entry_point.app_for(name) is module.app,
+        "entry_point_serves": sorted(entry_point.modules),
+        "entry_point_app_type": detect_app_type(entry_point, "api.index", "app")[0],
+        "declares_lifespan": type(module.app.router.lifespan_context).__name__ != "_DefaultLifespan",
     }
 with open(sys.argv[1], "w") as out:
     json.dump(found, out)
@@ -63,9 +67,10 @@ with open(sys.argv[1], "w") as out:
 
 @cache
 def describe_functions() -> dict[str, dict[str, Any]]:
-    """Each function's OpenAPI document, Vercel's verdict on its `app`, and its Mangum settings, read in a
-    fresh interpreter: importing a function here would leave Mangum's event loop behind in the pytest
-    process (pytest-asyncio replaces it without closing it, and its sockets leak)."""
+    """Each function's OpenAPI document, Vercel's verdict on its `app` and on the entry point that serves it,
+    and its Mangum settings, read in a fresh interpreter: importing a function here would leave Mangum's
+    event loop behind in the pytest process (pytest-asyncio replaces it without closing it, and its sockets
+    leak)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "functions.json"
         argv = [sys.executable, "-W", "ignore::DeprecationWarning", "-c", _DESCRIBE, str(out), *function_names()]
@@ -193,10 +198,12 @@ def package_lambdas(archs: Iterable[str], workdir: Path) -> dict[str, LambdaPack
         return {arch: future.result() for arch, future in futures.items()}
 
 
-def vercel_build(workdir: Path) -> Path:
+def vercel_build(workdir: Path, prepare: Callable[[Path], object] = lambda project: None) -> Path:
     """`vercel build --standalone` on a clean copy, with the offline project settings that make it
-    build at all (without `settings` it exits 0 having built nothing: deploy.md §2.4)."""
+    build at all (without `settings` it exits 0 having built nothing: deploy.md §2.4). `prepare` may
+    alter the copy first (bench/vercel_build.py builds a variant of the project with it)."""
     project = copy_project(workdir / "project")
+    prepare(project)
     settings = {"projectId": "prj_offlinestashkit000000000", "orgId": "team_offlinestashkit00000000"}
     (project / ".vercel").mkdir()
     (project / ".vercel" / "project.json").write_text(json.dumps({**settings, "settings": {"framework": None}}))

@@ -1,4 +1,0 @@
-# Vercel entry point: per-function memory and maxDuration apply only to files under api/ (deploy.md §3.4).
-from functions.health import app
-
-__all__ = ["app"]
