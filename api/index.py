@@ -57,4 +57,4 @@ class FunctionRouter:
         await app(scope, receive, send)
 
 
-app = FunctionRouter({"health": "functions.health", "ratelimit": "functions.ratelimit"})
+app = FunctionRouter({"health": "functions.health", "jobs": "functions.jobs", "ratelimit": "functions.ratelimit"})

@@ -400,15 +400,19 @@ def create_app(api: Api, *, settings: HttpSettings | None = None) -> Starlette:
 
     document: bytes | None = None
 
-    async def openapi(_request: Request) -> Response:
+    async def openapi(request: Request) -> Response:
         nonlocal document
+        if request.method not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
         if document is None:
             document = msgspec.json.encode(openapi_document(api))
         return Response(document, media_type="application/json")
 
     _configure_logging()
-    routes = [Route(op.path, _endpoint(op), methods=[op.method]) for op in api.operations]
-    routes.append(Route(f"/api/{api.name}/openapi.json", openapi, methods=["GET"]))
+    # The document's path is reserved for every method (first, so no route parameter can take it).
+    every_method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes = [Route(f"/api/{api.name}/openapi.json", openapi, methods=every_method)]
+    routes += [Route(op.path, _endpoint(op), methods=[op.method]) for op in api.operations]
     app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContext, function=api.name, settings=settings)],

@@ -89,6 +89,7 @@ def any_gateway(request: pytest.FixtureRequest) -> Gateway:
 
 
 ADMIN_TOKEN = "test-admin-token"
+PUBLIC_URL = "https://stashkit.test"  # the deployment's public URL; QStash emulators route it to the functions
 RATELIMIT_TOKEN = "test-ratelimit-token"
 # The rate-limit policies the function tests run against (STASHKIT_RATELIMIT_POLICIES).
 TEST_POLICIES = {
@@ -137,6 +138,7 @@ def function_environment(gateway: Gateway, qstash: EmulatorProcess | None = None
             "QSTASH_TOKEN": qstash.token,
             "QSTASH_CURRENT_SIGNING_KEY": CURRENT_KEY,
             "QSTASH_NEXT_SIGNING_KEY": NEXT_KEY,
+            "STASHKIT_PUBLIC_URL": PUBLIC_URL,
         }
     return env
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from shared.jobs.dlq import DeadLetter, DeadLetters
 from shared.jobs.publish import settings
 from shared.jobs.registry import Job
 from shared.jobs.runner import Delivery, JobRunner
@@ -51,6 +50,8 @@ async def run_eagerly(job: Job, body: bytes, *, dedup_id: str | None = None) -> 
             return message_id
         if result.outcome == "permanent":
             break
+    from shared.jobs.dlq import DeadLetter, DeadLetters  # only a run that dies needs the store
+
     letter = DeadLetter(message_id=message_id, job=job.name, body=body, attempts=result.attempt,
                         error=result.error, response_status=_status(result.outcome))  # fmt: skip
     await DeadLetters().record(letter)

@@ -32,6 +32,7 @@ from tests.functions.toolchain import (
     function_names,
     install_copy,
     package_lambdas,
+    unknown_path,
 )
 
 FUNCTIONS = function_names()
@@ -83,11 +84,6 @@ def _body_operation(name: str) -> str | None:
     """A POST route of the function that takes a JSON body and no path parameters, if it has one."""
     routes = [path for path in describe_functions()[name]["json_body_routes"] if "{" not in path]
     return routes[0] if routes else None
-
-
-def unknown_path(name: str) -> str:
-    # One segment: two would be a key of the rate-limit peek (`/api/ratelimit/{policy}/{key:path}`).
-    return f"/api/{name}/no-such-route"
 
 
 def probes(name: str) -> list[Probe]:

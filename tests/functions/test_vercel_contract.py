@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import Gateway
-from tests.functions.toolchain import ROOT, function_names, python312, vercel_build
+from tests.functions.toolchain import ROOT, function_names, python312, unknown_path, vercel_build
 from tests.servers import stop_process
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def test_legacy_mode_answers_twice_in_one_process(output: Path, name: str, tmp_p
     requests = [
         {**request, "path": f"/api/{name}/openapi.json?tag=a&tag=b"},
         {**request, "path": f"/api/{name}/openapi.json"},
-        {**request, "path": f"/api/{name}/no-such-route"},
+        {**request, "path": unknown_path(name)},
         {**request, "method": "POST", "path": f"/api/{name}/openapi.json", "body": "\u00ff binary"},
         {**request, "path": f"/api/{name}x/openapi.json"},  # no such function: the router's own 404
     ]
@@ -245,7 +245,7 @@ def test_ipc_mode_serves_real_http_requests(ipc_function: Any, name: str) -> Non
             document = client.get(f"/api/{name}/openapi.json")
             assert document.status_code == 200
             assert document.json()["openapi"] == "3.1.0"
-        missing = client.get(f"/api/{name}/no-such-route")
+        missing = client.get(unknown_path(name))
         assert missing.status_code == 404
         assert missing.headers["content-type"] == PROBLEM_JSON
         if name == "health":  # the bundled httpx and upstash-redis reach Redis (the test gateway)

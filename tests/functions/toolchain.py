@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,7 @@ for name in sys.argv[2:]:
     found[name] = {
         "openapi": openapi_document(module.api),
         "json_body_routes": [op.path for op in module.api.operations if op.method == "POST" and op.body is not None],
+        "routes": sorted({op.path for op in module.api.operations}),
         "vercel_app_type": detect_app_type(module.app, "functions." + name, "app")[0],
         "lambda_handler_is_mangum": isinstance(handler, Mangum),
         "mangum_wraps_app": getattr(handler, "app", None) is module.app,
@@ -79,6 +81,20 @@ def describe_functions() -> dict[str, dict[str, Any]]:
             raise RuntimeError(f"importing the functions failed:\n{done.stderr}")
         described: dict[str, dict[str, Any]] = json.loads(out.read_text())
         return described
+
+
+def unknown_path(name: str) -> str:
+    """A path below `/api/<name>` that none of the function's routes matches (Starlette's converters:
+    `{x}` one segment, `{x:path}` the rest), for probing its 404 problem."""
+    patterns = [
+        re.compile("^" + re.sub(r"{[^}:]+:path}", ".+", re.sub(r"{[^}:]+}", "[^/]+", route)) + "$")
+        for route in describe_functions()[name]["routes"]
+    ]
+    for candidate in ("no-such-route", "no-such/route", "no/such/route/here"):
+        path = f"/api/{name}/{candidate}"
+        if not any(pattern.match(path) for pattern in patterns):
+            return path
+    raise AssertionError(f"every probe path is a route of {name}")
 
 
 def project_files() -> list[str]:

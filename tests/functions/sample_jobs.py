@@ -1,0 +1,50 @@
+"""Jobs the jobs-function tests register (STASHKIT_JOB_MODULES=tests.functions.sample_jobs): each records
+what it did in Redis under keys the test chose (`payload["key"]`), so a test can count effects.
+
+This module is imported by the functions server (a subprocess), never by the tests themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from shared.jobs import JobContext, PermanentFailure, Retry, job
+from shared.redis import get_redis
+
+
+async def effect(payload: dict[str, Any], ctx: JobContext) -> None:
+    """The one side effect a run has: count it, and note which attempt did it."""
+    redis = get_redis()
+    await redis.hincrby(payload["key"], "effects", 1)
+    await redis.hset(payload["key"], "attempt", str(ctx.attempt))
+
+
+@job("test.record", retries=3, timeout_s=5)
+async def record(payload: dict[str, Any], ctx: JobContext) -> None:
+    await effect(payload, ctx)
+
+
+@job("test.fail_then_succeed", retries=3, timeout_s=5)
+async def fail_then_succeed(payload: dict[str, Any], ctx: JobContext) -> None:
+    if ctx.attempt <= payload["failures"]:
+        raise RuntimeError(f"failing attempt {ctx.attempt} on purpose")
+    await effect(payload, ctx)
+
+
+@job("test.retry_later", retries=3, timeout_s=5)
+async def retry_later(payload: dict[str, Any], ctx: JobContext) -> None:
+    if ctx.attempt == 1:
+        raise Retry(after_s=payload["after_s"], reason="not yet")
+    await effect(payload, ctx)
+
+
+@job("test.permanent", retries=3, timeout_s=5)
+async def permanent(payload: dict[str, Any], ctx: JobContext) -> None:
+    raise PermanentFailure("this input can never work")
+
+
+@job("test.slow", retries=0, timeout_s=0.3)
+async def slow(payload: dict[str, Any], ctx: JobContext) -> None:
+    await asyncio.sleep(payload.get("sleep_s", 5))
+    await effect(payload, ctx)
