@@ -1,6 +1,6 @@
 """Benchmark: the cold-start import cost of every function, beside two baselines measured in the same run.
 
-    .venv/bin/python bench/coldstart.py [--runs N] [--no-package]
+    .venv/bin/python bench/coldstart.py [--runs N] [--no-package] [--against GIT_REF]
 
 Builds the Lambda package (`serverless package`, as tests/functions/toolchain.py does) and measures what
 a cold Lambda start pays: each subject is imported by a fresh `python3.12 -I -S` (no site-packages) from
@@ -14,6 +14,10 @@ interpreter. The baselines are written to a temporary folder at run time:
 The functions run with `-B` from the x86_64 twin of the arm64 package (Lambda's task root is read-only):
 once with the .pyc files the package ships, once with them removed. Also printed: the package's
 unzipped size. With --no-package (or without the npm tools) everything is imported from this venv.
+
+With --against REF the functions as they were at REF (their `functions/` and `shared/`, compiled the same
+way, in front of the same dependencies) are measured in the same interleaved runs, and each function's
+net wall time is printed as a ratio to its REF self: "no slower than before" measured, not remembered.
 
 Targets (issue 4): every function within 1.5x of (a) and under 0.6x of (b), net wall time; the
 package under 20 MB unzipped.
@@ -179,6 +183,23 @@ def deployed_subjects(workdir: Path) -> tuple[Subject, Subject, Subject, list[Su
     return empty, starlette, fastapi, functions, notes
 
 
+def reference_subjects(ref: str, workdir: Path, task: Path, empty: Subject) -> list[Subject]:
+    """The functions of git `ref`, imported like the deployed ones: its `functions/` and `shared/` (hash-
+    checked .pyc, as the package ships them) in front of the same unzipped dependencies."""
+    tree = workdir / "reference"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "functions", "shared"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    compile_argv = [str(python312()), "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(tree)]
+    subprocess.run(compile_argv, check=True, capture_output=True)
+    names = sorted(path.stem for path in (tree / "functions").glob("[!_]*.py"))
+    return [
+        isolated(f"functions.{name} @ {ref}", [tree, task], f"functions.{name}", workdir, empty, "-B")
+        for name in names
+        if name in function_names()
+    ]
+
+
 def venv_subjects(workdir: Path) -> tuple[Subject, Subject, Subject, list[Subject]]:
     """Fallback without the npm tools: everything imported from this venv, which holds more than a
     deployment (httpx imports its command line's click, rich and pygments when they are installed)."""
@@ -197,6 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-package", action="store_true", help="skip `serverless package` (needs npm tools)")
+    parser.add_argument("--against", metavar="GIT_REF", help="also measure the functions as they were at GIT_REF")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="stashkit-coldstart-") as tmp:
@@ -209,6 +231,8 @@ def main() -> None:
                 raise LookupError
             empty, starlette, fastapi, functions, notes = deployed_subjects(workdir)
             where = "from the unzipped Lambda package, python3.12 -I -S (as Lambda runs it)"
+            if args.against:
+                functions += reference_subjects(args.against, workdir, workdir / "task", empty)
         except (LookupError, RuntimeError) as exc:  # RuntimeError: no npm tools (`make setup`), or packaging failed
             if isinstance(exc, RuntimeError):
                 notes = [f"Lambda package: skipped ({str(exc).splitlines()[0]}); imports measured in this venv"]
@@ -228,7 +252,7 @@ def main() -> None:
         print(f"{subject.label:<45} {figures} {ratios}")
     print()
     for subject in functions:
-        if "no .pyc" in subject.label:
+        if "no .pyc" in subject.label or " @ " in subject.label:
             continue
         to_a, to_b = subject.net_wall / starlette.net_wall, subject.net_wall / fastapi.net_wall
         print(
@@ -236,6 +260,12 @@ def main() -> None:
             f"{'met' if to_a <= STARLETTE_TARGET else 'MISSED'}), {to_b:.2f}x (b) (target < {FASTAPI_TARGET}x: "
             f"{'met' if to_b < FASTAPI_TARGET else 'MISSED'})"
         )
+    for subject in functions:
+        if " @ " in subject.label:
+            now = next(s for s in functions if s.label == subject.label.split(" @ ")[0])
+            print(f"{now.label}: {now.net_wall:.1f} ms now, {subject.net_wall:.1f} ms at {args.against} "
+                  f"({now.net_wall / subject.net_wall:.2f}x; importtime {now.net_importtime:.1f} against "
+                  f"{subject.net_importtime:.1f} ms)")  # fmt: skip
     for note in notes:
         print(note)
 
