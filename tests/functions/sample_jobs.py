@@ -7,6 +7,7 @@ This module is imported by the functions server (a subprocess), never by the tes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from shared.jobs import JobContext, PermanentFailure, Retry, job
@@ -48,3 +49,21 @@ async def permanent(payload: dict[str, Any], ctx: JobContext) -> None:
 async def slow(payload: dict[str, Any], ctx: JobContext) -> None:
     await asyncio.sleep(payload.get("sleep_s", 5))
     await effect(payload, ctx)
+
+
+CHAOS_FAILURE_PERCENT = 30  # of attempts: half raise, half run past the timeout
+
+
+def chaos_roll(job_id: str, attempt: int) -> int:
+    """The attempt's fate, 0-99, the same in the job and in the test that predicts the outcome."""
+    return int(hashlib.sha256(f"{job_id}:{attempt}".encode()).hexdigest(), 16) % 100
+
+
+@job("test.chaos", retries=2, timeout_s=1, queue="chaos")
+async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
+    roll = chaos_roll(payload["id"], ctx.attempt)
+    if roll < CHAOS_FAILURE_PERCENT // 2:
+        raise RuntimeError("chaos: raised")
+    if roll < CHAOS_FAILURE_PERCENT:
+        await asyncio.sleep(5)  # cancelled at timeout_s
+    await get_redis().hincrby(payload["key"], payload["id"], 1)
