@@ -15,7 +15,7 @@ The functions run with `-B` from the x86_64 twin of the arm64 package (Lambda's 
 once with the .pyc files the package ships, once with them removed. Also printed: the package's
 unzipped size. With --no-package (or without the npm tools) everything is imported from this venv.
 
-With --against REF the functions as they were at REF (their `functions/` and `shared/`, compiled the same
+With --against REF the functions as they were at REF (their `functions/` and `shared/`, shipped the same
 way, in front of the same dependencies) are measured in the same interleaved runs, and each function's
 net wall time is printed as a ratio to its REF self: "no slower than before" measured, not remembered.
 
@@ -184,14 +184,13 @@ def deployed_subjects(workdir: Path) -> tuple[Subject, Subject, Subject, list[Su
 
 
 def reference_subjects(ref: str, workdir: Path, task: Path, empty: Subject) -> list[Subject]:
-    """The functions of git `ref`, imported like the deployed ones: its `functions/` and `shared/` (hash-
-    checked .pyc, as the package ships them) in front of the same unzipped dependencies."""
+    """The functions of git `ref`, imported like the deployed ones: its `functions/` and `shared/` as source
+    (the package ships no .pyc of its own code, only of the dependencies) in front of the same unzipped
+    dependencies."""
     tree = workdir / "reference"
     tree.mkdir()
     archive = subprocess.run(["git", "archive", ref, "functions", "shared"], cwd=ROOT, check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    compile_argv = [str(python312()), "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(tree)]
-    subprocess.run(compile_argv, check=True, capture_output=True)
     names = sorted(path.stem for path in (tree / "functions").glob("[!_]*.py"))
     return [
         isolated(f"functions.{name} @ {ref}", [tree, task], f"functions.{name}", workdir, empty, "-B")

@@ -76,6 +76,7 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         "QSTASH_NEXT_SIGNING_KEY": qstash.DEFAULT_NEXT_SIGNING_KEY,
         "STASHKIT_ADMIN_TOKEN": DEV_ADMIN_TOKEN,
         "STASHKIT_RATELIMIT_TOKEN": DEV_RATELIMIT_TOKEN,
+        "STASHKIT_PUBLIC_URL": args.public_url,  # what jobs are published to; the emulator routes it here
     }
 
 
