@@ -43,7 +43,7 @@ def final_states(redis: Redis, message_ids: list[str]) -> list[str | None]:
     pipeline = redis.pipeline()
     for message_id in message_ids:
         pipeline.hget(keys.job_status(message_id), "state")
-    return list(pipeline.exec())
+    return [state if isinstance(state, str) else None for state in pipeline.exec()]
 
 
 def test_every_job_ends_exactly_once_and_the_dead_are_exactly_the_thrice_failed(
