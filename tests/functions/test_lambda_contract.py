@@ -9,6 +9,7 @@ each test process here is exactly that, so no other test's event loop can leak i
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -237,17 +238,22 @@ def test_package_holds_the_functions_and_their_dependencies_only(packages: dict[
     assert {"functions", "shared", "requirements.txt", "starlette", "mangum", "msgspec", "upstash_redis"} <= top
     assert {f"functions/{name}.py" for name in FUNCTIONS} <= set(names)
     own = [name for name in names if name.startswith(("functions/", "shared/"))]
-    assert not [name for name in own if "__pycache__" in name], "local .pyc would be stale on Lambda"
+    sources = {name for name in own if name.endswith(".py")}
+    compiled = {name for name in own if name.endswith(".pyc")}
+    assert set(own) == sources | compiled
+    expected = {re.sub(r"([^/]+)\.py$", r"__pycache__/\1.cpython-312.pyc", name) for name in sources}
+    assert compiled == expected, "each of our modules ships its bytecode, and nothing else does"
     assert not [name for name in names if ".dist-info/" in name]
 
 
 @pytest.mark.slow
-def test_dependencies_ship_hash_checked_bytecode(packages: dict[str, LambdaPackage]) -> None:
+def test_dependencies_and_our_modules_ship_hash_checked_bytecode(packages: dict[str, LambdaPackage]) -> None:
     """PEP 552 flags: bit 0 hash-based, bit 1 check the source. Mtime-based .pyc would be stale after
     Serverless dates every zipped file 1980-01-01, and Lambda cannot write new ones."""
     with zipfile.ZipFile(packages["arm64"].zip_path) as archive:
         compiled = [name for name in archive.namelist() if name.endswith(".pyc")]
         assert "starlette/__pycache__/applications.cpython-312.pyc" in compiled
+        assert "shared/__pycache__/http.cpython-312.pyc" in compiled
         flags = {name: struct.unpack_from("<I", archive.read(name), 4)[0] for name in compiled}
     assert {name for name, flag in flags.items() if flag != 0b11} == set()
 

@@ -193,11 +193,14 @@ class LambdaPackage:
 
 
 def package_lambda(arch: str, workdir: Path) -> LambdaPackage:
-    """`serverless package --param=arch=<arch>` on a clean copy of the project, as `serverless deploy`
-    would build it. SOURCE_DATE_EPOCH makes pip write hash-checked .pyc files, which stay valid after
-    Serverless zips every file with a fixed date (see serverless.yml)."""
+    """`serverless package --param=arch=<arch>` on a clean copy of the project, as `make package-lambda`
+    builds it: our modules compiled to hash-checked .pyc first, and SOURCE_DATE_EPOCH so that pip writes
+    hash-checked .pyc for the dependencies, which stay valid after Serverless zips every file with a
+    fixed date (see serverless.yml)."""
     project = copy_project(workdir / "project")
     (project / "node_modules").symlink_to(ROOT / "node_modules")
+    compile_own = [str(python312()), "-m", "compileall", "-q", "-f", "--invalidation-mode", "checked-hash"]
+    run_tool([*compile_own, "functions", "shared"], project, clean_env())  # as `make package-lambda` does
     out = workdir / "out"
     env = tool_env(workdir / "bin", SOURCE_DATE_EPOCH="315532800")
     argv = [str(node_tool("serverless")), "package", "--package", str(out), f"--param=arch={arch}"]
