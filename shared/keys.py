@@ -50,9 +50,10 @@ def ratelimit_stats(policy: str, identifier: str) -> str:
 # so its lease, its counter and any resource the caller keeps beside them (`lock_resource`) live in one
 # slot, and a fenced write can compare against the lock's counter in the same script. A lock and an
 # election of the same name never share keys (kind "lock" or "leader").
+
 # The newest token accepted per fenced resource is forgotten this long after the resource's last
-# accepted write: far beyond what one invocation can last (Lambda 15 min, Vercel 800 s), so no paused
-# holder of a serverless function lives to write after it.
+# accepted write: far beyond what one invocation may last (Lambda ends one after 15 min, Vercel after
+# 800 s), so no paused holder inside a function outlives its fence.
 FENCE_TTL_S = 7 * 86_400
 
 

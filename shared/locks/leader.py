@@ -24,9 +24,9 @@ carries `term.number`, which the store refuses once a newer term has written the
 term. With a QStash schedule (say, cron `*/5 * * * *` to POST /api/report), every delivery campaigns:
 the winner runs the task, fencing its writes with `term.number`; any other delivery of the same tick
 (a retry, a duplicate, an overlapping slow run) gets None and answers 200 at once, so QStash does not
-retry it. To run a task at most once per period, set `term_ms` to the schedule's period and do not
-resign: the term itself keeps later deliveries out until it ends. To let the next tick run as soon as
-this one is done, resign in a `finally`.
+retry it. To run a task at most once per tick, set `term_ms` a little shorter than the schedule's
+period and resign only when the run fails (QStash's retry then wins the next campaign): a successful
+run keeps its term, which turns away later deliveries of the same tick until it ends.
 """
 
 from __future__ import annotations
