@@ -4,7 +4,8 @@
     ├── ConfigurationError      a required environment variable is missing or malformed
     ├── RedisUnavailable        Redis could not be reached, or did not answer in time: raised only by
     │                           shared/redis.py, which maps transport failures once (a Redis reply
-    │                           error such as WRONGTYPE is a bug, not an outage, and is never mapped)
+    │                           error such as WRONGTYPE is a bug, not an outage, and is never mapped),
+    │                           and by shared/locks when fewer than a majority of its endpoints answer
     ├── QStashUnavailable       QStash could not be reached, or answered 5xx (shared/qstash.py maps it)
     ├── Retry                   raised by a job handler: run this job again after `after_s` seconds
     ├── PermanentFailure        raised by a job handler: never retry; the message goes to the DLQ
@@ -13,6 +14,9 @@
         ├── Unauthorized        401: missing or wrong bearer token
         ├── Forbidden           403: e.g. an identifier on a deny list
         ├── NotFound            404
+        ├── Conflict            409: the state of a shared resource refuses the request
+        │   ├── LockNotAcquired another owner holds the lock (still, after waiting `wait_ms`)
+        │   └── StaleToken      a fenced write carried a token older than one already seen
         ├── PayloadTooLarge     413
         ├── RateLimited         429: with Retry-After and RateLimit-* headers
         └── ServiceUnavailable  503: a dependency is down, or a feature is not configured
@@ -114,6 +118,33 @@ class NotFound(Problem):
     status = 404
     title = "Not found"
     slug = "not-found"
+
+
+class Conflict(Problem):
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class LockNotAcquired(Conflict):
+    """`FencedLock.hold` could not get the lock named `name` within `wait_ms` (shared/locks/lock.py)."""
+
+    def __init__(self, name: str, wait_ms: int) -> None:
+        super().__init__(f"the lock {name!r} is held by another owner (waited {wait_ms} ms)")
+        self.name = name
+        self.wait_ms = wait_ms
+
+
+class StaleToken(Conflict):
+    """A fenced write to `resource` carried `token`, older than `newest`, a token already accepted there
+    or issued since by the lock (shared/locks/fencing.py): a newer holder exists, and the write was
+    refused with nothing changed."""
+
+    def __init__(self, resource: str, token: int, newest: int) -> None:
+        super().__init__(f"fencing token {token} for {resource!r} is stale: {newest} is newer")
+        self.resource = resource
+        self.token = token
+        self.newest = newest
 
 
 class PayloadTooLarge(Problem):

@@ -54,3 +54,60 @@ JOB_STATUS_TTL_S = 7 * 86_400
 def job_status(message_id: str) -> str:
     """Hash: state, job, attempts, the current claim (owner, until), times and the last error."""
     return f"{PREFIX}:{{job:{message_id}}}:status"
+
+
+# Locks and leader elections (shared/locks/): every key of one lock shares the tag `{<kind>:<name>}`,
+# so its lease, its counter and any resource the caller keeps beside them (`lock_resource`) live in one
+# slot, and a fenced write can compare against the lock's counter in the same script. A lock and an
+# election of the same name never share keys (kind "lock" or "leader").
+
+# The newest token accepted per fenced resource is forgotten this long after the resource's last
+# accepted write: far beyond what one invocation may last (Lambda ends one after 15 min, Vercel after
+# 800 s), so no paused holder inside a function outlives its fence.
+FENCE_TTL_S = 7 * 86_400
+
+
+def lock_tag(kind: str, name: str) -> str:
+    return f"{{{kind}:{name}}}"
+
+
+def lock_lease(kind: str, name: str) -> str:
+    """Hash of the current lease: `owner` (this grant's random id) and `expires` (epoch ms, in the time of
+    the script that granted it). TTL: the lease itself (PEXPIRE at each grant and extension)."""
+    return f"{PREFIX}:{lock_tag(kind, name)}:lease"
+
+
+def lock_counter(kind: str, name: str) -> str:
+    """The lock's fencing-token counter. No TTL, on purpose: a token must never be issued twice or go
+    backwards, so the counter must outlive every holder. If Redis loses it anyway (FLUSHALL, a restart
+    without persistence, an `allkeys-*` eviction policy), the next grant reseeds it from Redis TIME in
+    microseconds, which is above every token issued before (shared/locks/lock.py says why)."""
+    return f"{PREFIX}:{lock_tag(kind, name)}:counter"
+
+
+def lock_resource(kind: str, name: str, resource: str) -> str:
+    """A key of the caller's own in the lock's slot, for a resource the lock guards (so a fenced write can
+    also check the lock's counter: shared/locks/fencing.py). TTL: the caller's."""
+    return f"{PREFIX}:{lock_tag(kind, name)}:res:{resource}"
+
+
+def hash_tag(key: str) -> str:
+    """The part of `key` that Redis Cluster hashes to pick its slot: the text between the first `{` and
+    the first `}` after it, if that is not empty; else the whole key (Redis Cluster specification,
+    "Hash tags")."""
+    start = key.find("{")
+    if start != -1:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
+
+
+def fence(resource: str) -> str:
+    """The newest fencing token accepted for the Redis key `resource`, in `resource`'s own slot (so one
+    script can check it and write the resource). TTL: FENCE_TTL_S after the last accepted write (or the
+    resource's own TTL, if longer)."""
+    tag = hash_tag(resource)
+    if "}" in tag:  # no tag of ours could land in the resource's slot
+        raise ValueError(f"cannot fence {resource!r}: a key with '}}' outside a hash tag cannot be co-located")
+    return f"{PREFIX}:{{{tag}}}:fence:{resource}"
