@@ -30,9 +30,10 @@ from typing import Literal
 
 import msgspec
 
-from shared.errors import PermanentFailure, Retry
+from shared.errors import PermanentFailure, RedisUnavailable, Retry
 from shared.jobs.registry import Job, JobContext
-from shared.jobs.store import FinalState, JobStore
+from shared.jobs.store import CLAIM_GRACE_MS, FinalState, JobStore
+from shared.locks.lock import FencedLock, Lease
 
 Outcome = Literal["succeeded", "duplicate", "skipped", "busy", "retry", "failed", "timeout", "permanent"]
 log = logging.getLogger("stashkit.jobs")
@@ -74,19 +75,36 @@ class JobRunner:
         if claim.outcome == "busy":
             wait_s = max(1.0, (claim.busy_until_ms - claim.now_ms) / 1000)
             return RunResult(outcome="busy", attempt=delivery.attempt, retry_after_s=wait_s)
-        result = await self._run_handler(job, delivery, payload, claim.attempts)
-        await self.store.finish(delivery.message_id, owner, _final_state(result, job), result.error)
+        attempt = max(delivery.attempt, claim.attempts)
+        if job.options.singleton is None:
+            result = await self._run_handler(job, delivery, payload, attempt, None)
+            await self.store.finish(delivery.message_id, owner, _final_state(result, job), result.error)
+            return result
+        # Singleton: the job's lock, with a fencing token, for the run (shared/locks). Held past the run
+        # until the outcome is recorded, so no overlapping run can start between the two.
+        lock = FencedLock(f"job:{job.name}", timeout_ms + CLAIM_GRACE_MS, redis=self.store.redis)
+        lease = await lock.acquire()
+        try:
+            if lease is None:
+                result = _overlapping(job, attempt)
+            else:
+                result = await self._run_handler(job, delivery, payload, attempt, lease.token)
+            await self.store.finish(delivery.message_id, owner, _final_state(result, job), result.error)
+        finally:
+            if lease is not None:
+                await _release(lock, lease)
         return result
 
-    async def _run_handler(self, job: Job, delivery: Delivery, payload: object, attempts: int) -> RunResult:
-        attempt = max(delivery.attempt, attempts)
+    async def _run_handler(
+        self, job: Job, delivery: Delivery, payload: object, attempt: int, fencing_token: int | None
+    ) -> RunResult:
         ctx = JobContext(
             job=job.name,
             message_id=delivery.message_id,
             attempt=attempt,
             max_retries=job.options.retries,
             schedule_id=delivery.schedule_id,
-            fencing_token=None,
+            fencing_token=fencing_token,
             deadline=time.monotonic() + job.options.timeout_s,
         )
         try:
@@ -101,7 +119,24 @@ class JobRunner:
         except Exception as exc:  # the handler's bug or its dependency's failure: QStash retries it
             _log_failure(job, delivery, attempt, exc)
             return RunResult(outcome="failed", attempt=attempt, error=_describe(exc))
-        return RunResult(outcome="succeeded", attempt=attempt)
+        return RunResult(outcome="succeeded", attempt=attempt, fencing_token=fencing_token)
+
+
+def _overlapping(job: Job, attempt: int) -> RunResult:
+    """A singleton run that found the lock held: acknowledged as skipped, or asked back (`"retry"`)
+    once the holder's run must have ended (its timeout)."""
+    if job.options.singleton == "skip":
+        return RunResult(outcome="skipped", attempt=attempt, error="another run of this singleton job is running")
+    return RunResult(outcome="retry", attempt=attempt, retry_after_s=job.options.timeout_s,
+                     error="another run of this singleton job is running")  # fmt: skip
+
+
+async def _release(lock: FencedLock, lease: Lease) -> None:
+    """Release after the outcome is recorded; if Redis is down the lease expires by itself."""
+    try:
+        await lock.release(lease)
+    except RedisUnavailable as exc:
+        log.warning(json.dumps({"event": "job.lock_kept", "lock": lock.name, "error": str(exc)}))
 
 
 def _final_state(result: RunResult, job: Job) -> FinalState:

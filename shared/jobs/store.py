@@ -110,6 +110,10 @@ class JobStore:
         self._redis = redis
         self._clock = clock or RedisClock()
 
+    @property
+    def redis(self) -> RedisProvider:
+        return self._redis
+
     def _now(self) -> int | str:
         now = self._clock.script_now_ms()
         return "" if now is None else now

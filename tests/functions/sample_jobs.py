@@ -67,3 +67,19 @@ async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
     if roll < CHAOS_FAILURE_PERCENT:
         await asyncio.sleep(5)  # cancelled at timeout_s
     await get_redis().hincrby(payload["key"], payload["id"], 1)
+
+
+@job("test.singleton", retries=3, timeout_s=5, singleton=True)
+async def singleton(payload: dict[str, Any], ctx: JobContext) -> None:
+    redis = get_redis()
+    if await redis.hincrby(payload["key"], "running", 1) > 1:
+        await redis.hset(payload["key"], "overlapped", "yes")
+    await asyncio.sleep(payload.get("sleep_s", 0.3))
+    await redis.hset(payload["key"], f"token:{ctx.message_id}", str(ctx.fencing_token))
+    await redis.hincrby(payload["key"], "running", -1)
+    await effect(payload, ctx)
+
+
+@job("test.singleton_retry", retries=3, timeout_s=5, singleton="retry")
+async def singleton_retry(payload: dict[str, Any], ctx: JobContext) -> None:
+    await singleton.handler(payload, ctx)

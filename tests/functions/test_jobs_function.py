@@ -158,6 +158,49 @@ def test_two_concurrent_deliveries_of_one_message_run_it_once(stack: JobsStack, 
     assert effects(redis, key) == 1
 
 
+def deliver_together(stack: JobsStack, job: str, payload: Any, message_ids: list[str]) -> list[httpx.Response]:
+    answers: dict[str, httpx.Response] = {}
+    start = threading.Barrier(len(message_ids))
+
+    def send(message_id: str) -> None:
+        start.wait()
+        answers[message_id] = deliver(stack, job, payload, message_id)
+
+    threads = [threading.Thread(target=send, args=(m,)) for m in message_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [answers[m] for m in message_ids]
+
+
+def test_an_overlapping_run_of_a_singleton_job_is_skipped_and_the_run_has_a_fencing_token(
+    stack: JobsStack, redis: Redis, tag: str
+) -> None:
+    key, messages = f"{tag}effects", [f"msg_{uuid.uuid4().hex}" for _ in range(3)]
+    answers = deliver_together(stack, "test.singleton", {"key": key, "sleep_s": 0.5}, messages)
+    assert sorted(answer.json()["status"] for answer in answers) == ["skipped", "skipped", "succeeded"]
+    ran = next(m for m, answer in zip(messages, answers, strict=True) if answer.json()["status"] == "succeeded")
+    assert int(redis.hget(key, f"token:{ran}") or 0) > 0
+    assert (effects(redis, key), redis.hget(key, "overlapped")) == (1, None)
+    skipped = next(m for m in messages if m != ran)
+    record = stack.status(skipped)
+    assert record is not None and record["state"] == "skipped"
+    after = deliver(stack, "test.singleton", {"key": key, "sleep_s": 0}, f"msg_{uuid.uuid4().hex}")
+    assert after.json()["status"] == "succeeded"  # the lock was released
+    tokens = sorted(int(v) for f, v in redis.hgetall(key).items() if f.startswith("token:"))
+    assert len(tokens) == 2 and tokens[0] < tokens[1]
+
+
+def test_a_singleton_job_may_ask_an_overlapping_run_back_instead(stack: JobsStack, redis: Redis, tag: str) -> None:
+    key, messages = f"{tag}effects", [f"msg_{uuid.uuid4().hex}" for _ in range(2)]
+    answers = deliver_together(stack, "test.singleton_retry", {"key": key, "sleep_s": 0.5}, messages)
+    assert sorted(answer.status_code for answer in answers) == [200, 503]
+    later = next(answer for answer in answers if answer.status_code == 503)
+    assert later.headers["retry-after"] == "5"
+    assert effects(redis, key) == 1
+
+
 def test_bad_deliveries_are_problems(stack: JobsStack) -> None:
     unknown = deliver(stack, "test.nope", {}, f"msg_{uuid.uuid4().hex}")
     assert (unknown.status_code, unknown.json()["field"]) == (404, "name")
