@@ -65,12 +65,13 @@ PUBLIC_URL_VAR = "STASHKIT_PUBLIC_URL"
 JOB_MODULES_VAR = "STASHKIT_JOB_MODULES"
 JOBS_EAGER_VAR = "STASHKIT_JOBS_EAGER"
 ALERT_WEBHOOK_VAR = "STASHKIT_ALERT_WEBHOOK_URL"
+DLQ_RETENTION_VAR = "STASHKIT_DLQ_RETENTION_DAYS"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
-    RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR,
+    RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
 )  # fmt: skip
 
 
@@ -192,6 +193,20 @@ def jobs_settings(environ: Mapping[str, str] | None = None) -> JobsSettings:
         signing_keys=keys,
         alert_webhook_url=_optional_url(env, ALERT_WEBHOOK_VAR),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DlqSettings:
+    retention_days: int = 30  # how long a dead letter is kept after it failed (shared/jobs/dlq)
+
+    @property
+    def retention_ms(self) -> int:
+        return self.retention_days * 86_400_000
+
+
+def dlq_settings(environ: Mapping[str, str] | None = None) -> DlqSettings:
+    env = os.environ if environ is None else environ
+    return DlqSettings(retention_days=_positive_int(env, DLQ_RETENTION_VAR, 30, 3650))
 
 
 def configured_variables(environ: Mapping[str, str] | None = None) -> dict[str, bool]:

@@ -111,3 +111,35 @@ def fence(resource: str) -> str:
     if "}" in tag:  # no tag of ours could land in the resource's slot
         raise ValueError(f"cannot fence {resource!r}: a key with '}}' outside a hash tag cannot be co-located")
     return f"{PREFIX}:{{{tag}}}:fence:{resource}"
+
+
+# Dead letters (shared/jobs/dlq): every key under the one hash tag `{dlq}`, so the scripts that list,
+# purge and redrive across entries and indexes touch a single Cluster slot. A dead letter lives until
+# `failed_at + retention` (STASHKIT_DLQ_RETENTION_DAYS, default 30): its hash expires then (PEXPIREAT),
+# and every write drops index members older than the retention by score.
+DLQ_TAG = "{dlq}"
+DLQ_PREFIX = f"{PREFIX}:{DLQ_TAG}:"  # the scripts build entry and per-job index keys from it
+
+
+def dlq_entry(entry_id: str) -> str:
+    """Hash: status, message_id, job, body, attempts, error, the last response, failed_at, the redrive
+    claim and its outcome. TTL: PEXPIREAT failed_at + retention (a deleted entry's tombstone keeps it)."""
+    return f"{DLQ_PREFIX}entry:{entry_id}"
+
+
+def dlq_index() -> str:
+    """Sorted set of every live entry id, scored by failed_at ms. TTL: the retention, refreshed by every
+    write (each member is younger than the last write, so none outlives the key)."""
+    return f"{DLQ_PREFIX}index"
+
+
+def dlq_job_index(job: str) -> str:
+    """Sorted set of one job's entry ids, scored by failed_at ms (lists filtered by job read only it).
+    TTL: the retention, refreshed by every write for that job."""
+    return f"{DLQ_PREFIX}job:{job}"
+
+
+def dlq_digest() -> str:
+    """String: the failed_at ms up to which the last digest counted (shared/jobs/builtin.py). TTL: the
+    retention, refreshed by each digest: an older mark would only count entries that are gone anyway."""
+    return f"{DLQ_PREFIX}digest"
