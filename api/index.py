@@ -57,4 +57,6 @@ class FunctionRouter:
         await app(scope, receive, send)
 
 
-app = FunctionRouter({"health": "functions.health", "jobs": "functions.jobs", "ratelimit": "functions.ratelimit"})
+app = FunctionRouter(
+    {"dlq": "functions.dlq", "health": "functions.health", "jobs": "functions.jobs", "ratelimit": "functions.ratelimit"}
+)
