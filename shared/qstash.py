@@ -62,3 +62,8 @@ _default = QStashClients()
 def get_qstash() -> AsyncQStash:
     """The QStash client for the running event loop, configured from the environment."""
     return _default.get()
+
+
+async def close_qstash() -> None:
+    """Close the running loop's default client (see shared/redis.py `close_redis`)."""
+    await _default.aclose()

@@ -129,3 +129,9 @@ _default = RedisClients()
 def get_redis() -> Redis:
     """The Redis client for the running event loop, configured from the environment."""
     return _default.get()
+
+
+async def close_redis() -> None:
+    """Close the running loop's default client: for a script that ends its loop on purpose
+    (`python -m shared` runs each command under `asyncio.run`)."""
+    await _default.aclose()

@@ -275,3 +275,23 @@ def test_openapi_documents_every_route(stack: DlqStack) -> None:
     assert set(document["paths"]) == {"/api/dlq/callback", "/api/dlq/entries", "/api/dlq/entries/{id}",
                                       "/api/dlq/purge", "/api/dlq/redrive", "/api/dlq/reconcile"}  # fmt: skip
     assert "401" in document["paths"]["/api/dlq/callback"]["post"]["responses"]
+
+
+def test_the_command_line_lists_redrives_and_reconciles(stack: DlqStack, redis: Redis) -> None:
+    flag = f"flag-{free_port()}"
+    _, id_ = dead_toggle(stack, redis, flag)
+    listed = stack.cli("dlq", "list", "--job", "dlq.toggle", "--status", "dead", "--limit", "100")
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert id_ in [e["id"] for e in json.loads(listed.stdout)["entries"]]
+    redriven = stack.cli("dlq", "redrive", id_)
+    assert redriven.returncode == 0 and redriven.stderr == "", redriven.stderr
+    message_ids = json.loads(redriven.stdout)["message_ids"]
+    assert len(message_ids) == 1
+    stack.wait_for_job_state(message_ids[0], "succeeded")
+    again = json.loads(stack.cli("dlq", "redrive", id_).stdout)
+    assert again["skipped"] == [{"id": id_, "reason": "already redriven"}]
+    reconciled = stack.cli("dlq", "reconcile")
+    assert reconciled.returncode == 0 and set(json.loads(reconciled.stdout)) == {"seen", "recorded", "known", "ignored"}
+    bad = stack.cli("dlq", "list", "--cursor", "nope")
+    assert (bad.returncode, bad.stderr) == (1, "error: cursor is not a cursor this API returned\n")
+    assert stack.cli("dlq", "list", "--status", "gone").returncode == 2  # a usage error, from argparse
