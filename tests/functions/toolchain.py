@@ -50,7 +50,9 @@ for name in sys.argv[2:]:
     handler = module.lambda_handler
     found[name] = {
         "openapi": openapi_document(module.api),
-        "json_body_routes": [op.path for op in module.api.operations if op.method == "POST" and op.body is not None],
+        # POST routes that parse a JSON body first (a guard, admin or `limit=`, answers before the body is read)
+        "json_body_routes": [op.path for op in module.api.operations if op.method == "POST" and op.body is not None
+                             and not op.admin and op.limit is None],
         "routes": sorted({op.path for op in module.api.operations}),
         "vercel_app_type": detect_app_type(module.app, "functions." + name, "app")[0],
         "lambda_handler_is_mangum": isinstance(handler, Mangum),
