@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_a_signed_callback_is_recorded_once_however_often_it_arrives(stack: DlqS
     ],
 )
 def test_an_unsigned_or_forged_callback_is_401_and_stores_nothing(stack: DlqStack, forge: Any) -> None:
-    message_id = f"msg_forged_{free_port()}"
+    message_id = f"msg_forged_{uuid.uuid4().hex}"
     body = json.dumps(failure_callback(message_id)).encode()
     response = post_callback(stack, body, forge(body))
     assert response.status_code == 401
@@ -189,7 +190,7 @@ def dead_toggle(stack: DlqStack, redis: Redis, flag: str) -> tuple[str, str]:
 
 
 def test_redrive_publishes_an_entry_once_even_when_asked_twice_at_once(stack: DlqStack, redis: Redis) -> None:
-    flag = f"flag-{free_port()}"
+    flag = f"flag-{uuid.uuid4().hex}"
     _, id_ = dead_toggle(stack, redis, flag)
     answers: list[dict[str, Any]] = []
     start = threading.Barrier(4)
@@ -218,10 +219,9 @@ def test_redrive_publishes_an_entry_once_even_when_asked_twice_at_once(stack: Dl
 
 
 def test_redrive_gives_the_claim_back_when_qstash_is_down(stack: DlqStack, redis: Redis) -> None:
-    flag = f"flag-{free_port()}"
+    flag = f"flag-{uuid.uuid4().hex}"
     _, id_ = dead_toggle(stack, redis, flag)
-    down = stack.env | {"QSTASH_URL": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
-    broken = start_dlq_stack(stack.gateway, **{k: v for k, v in down.items() if k == "QSTASH_URL"})
+    broken = start_dlq_stack(stack.gateway, QSTASH_URL=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     try:
         refused = broken.http.post("/api/dlq/redrive", json={"ids": [id_]})
         assert refused.status_code == 503, refused.text
@@ -234,7 +234,7 @@ def test_redrive_gives_the_claim_back_when_qstash_is_down(stack: DlqStack, redis
 
 
 def test_redrive_by_filter_takes_the_dead_entries_that_match(stack: DlqStack, redis: Redis) -> None:
-    flags = [f"flag-{free_port()}" for _ in range(2)]
+    flags = [f"flag-{uuid.uuid4().hex}" for _ in range(2)]
     ids = {dead_toggle(stack, redis, flag)[1] for flag in flags}
     stack.http.post("/api/dlq/purge", json={"job": "dlq.fails"})
     report = stack.http.post("/api/dlq/redrive", json={"filter": {"job": "dlq.toggle"}, "limit": 100}).json()
@@ -284,7 +284,7 @@ def test_openapi_documents_every_route(stack: DlqStack) -> None:
 
 
 def test_the_command_line_lists_redrives_and_reconciles(stack: DlqStack, redis: Redis) -> None:
-    flag = f"flag-{free_port()}"
+    flag = f"flag-{uuid.uuid4().hex}"
     _, id_ = dead_toggle(stack, redis, flag)
     listed = stack.cli("dlq", "list", "--job", "dlq.toggle", "--status", "dead", "--limit", "100")
     assert listed.returncode == 0 and listed.stderr == "", listed.stderr
