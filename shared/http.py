@@ -55,6 +55,7 @@ from shared.errors import (
     InvalidInput,
     PayloadTooLarge,
     Problem,
+    QStashUnavailable,
     RedisUnavailable,
     ServiceUnavailable,
     Unauthorized,
@@ -116,6 +117,9 @@ class Api:
     name: str
     title: str
     version: str = "1.0.0"
+    # The largest body this function must always accept, whatever STASHKIT_MAX_BODY_BYTES says (QStash
+    # deliveries and callbacks carry payloads the function did not choose).
+    min_body_bytes: int = 0
     operations: list[Operation] = field(default_factory=list)
 
     def route(
@@ -185,7 +189,7 @@ def to_problem(exc: BaseException) -> Problem:
     if isinstance(exc, HTTPException):  # Starlette's router: no such path, or method not allowed
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         return Problem(exc.detail, headers=dict(exc.headers or {}), status=exc.status_code, title=title)
-    if isinstance(exc, RedisUnavailable):
+    if isinstance(exc, RedisUnavailable | QStashUnavailable):
         return ServiceUnavailable(f"{exc}; retry later", headers={"Retry-After": "1"})
     if isinstance(exc, ConfigurationError):  # the variable is named in the log, not to the caller
         return Problem("this function is misconfigured; the request id identifies it in the logs")
@@ -294,9 +298,10 @@ class RequestContext:
     """Outermost middleware: request id, settings, body size limit, request metrics, one log line, and
     the one catch site: every error becomes `to_problem(exc)`, and the log line says what it was."""
 
-    def __init__(self, app: ASGIApp, function: str, settings: HttpSettings | None = None) -> None:
+    def __init__(self, app: ASGIApp, api: Api, settings: HttpSettings | None = None) -> None:
         self.app = app
-        self.function = function
+        self.function = api.name
+        self._min_body_bytes = api.min_body_bytes
         self._settings = settings
 
     def settings(self) -> HttpSettings:
@@ -326,7 +331,7 @@ class RequestContext:
 
         try:
             settings = scope[_SETTINGS] = self.settings()
-            limit = settings.max_body_bytes
+            limit = max(settings.max_body_bytes, self._min_body_bytes)
             declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
             if declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"the request body is over {limit} bytes")
@@ -386,7 +391,7 @@ def _log_request(
     }
     if failure is not None and status >= 500:
         line["error"] = type(failure).__name__
-        if isinstance(failure, ConfigurationError | RedisUnavailable):
+        if isinstance(failure, ConfigurationError | RedisUnavailable | QStashUnavailable):
             line["detail"] = str(failure)  # names the variable or the failure, never a secret's value
         elif not isinstance(failure, Problem):  # a bug: code lines of the traceback, never local values
             line["traceback"] = "".join(traceback.format_exception(failure))
@@ -415,7 +420,7 @@ def create_app(api: Api, *, settings: HttpSettings | None = None) -> Starlette:
     routes += [Route(op.path, _endpoint(op), methods=[op.method]) for op in api.operations]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContext, function=api.name, settings=settings)],
+        middleware=[Middleware(RequestContext, api=api, settings=settings)],
         exception_handlers={HTTPException: _to_request_context},
     )
     # A slash redirect would answer 307 with an empty body, and behind an API Gateway stage its

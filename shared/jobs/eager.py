@@ -12,18 +12,29 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from shared.jobs.publish import settings
 from shared.jobs.registry import Job
 from shared.jobs.runner import Delivery, JobRunner
+from shared.jobs.store import JobStore
+from shared.redis import RedisProvider, get_redis
 
-_eager: ContextVar[bool | None] = ContextVar("stashkit_jobs_eager", default=None)
+
+@dataclass(frozen=True, slots=True)
+class _Mode:
+    enabled: bool
+    redis: RedisProvider = get_redis
+
+
+_eager: ContextVar[_Mode | None] = ContextVar("stashkit_jobs_eager", default=None)
 
 
 @contextmanager
-def eager_jobs(enabled: bool = True) -> Iterator[None]:
-    """Run jobs enqueued inside this block in-process (or, with `enabled=False`, never)."""
-    token = _eager.set(enabled)
+def eager_jobs(enabled: bool = True, *, redis: RedisProvider = get_redis) -> Iterator[None]:
+    """Run jobs enqueued inside this block in-process (or, with `enabled=False`, never), against `redis`
+    (default: the environment's)."""
+    token = _eager.set(_Mode(enabled, redis))
     try:
         yield
     finally:
@@ -32,7 +43,7 @@ def eager_jobs(enabled: bool = True) -> Iterator[None]:
 
 def is_eager() -> bool:
     chosen = _eager.get()
-    return settings().eager if chosen is None else chosen
+    return settings().eager if chosen is None else chosen.enabled
 
 
 async def run_eagerly(job: Job, body: bytes, *, dedup_id: str | None = None) -> str:
@@ -42,7 +53,9 @@ async def run_eagerly(job: Job, body: bytes, *, dedup_id: str | None = None) -> 
         message_id = "eager_" + hashlib.sha256(f"{job.name}\0{dedup_id}".encode()).hexdigest()[:24]
     else:
         message_id = f"eager_{uuid.uuid4().hex}"
-    runner = JobRunner()
+    mode = _eager.get()
+    redis = mode.redis if mode is not None else get_redis
+    runner = JobRunner(JobStore(redis=redis))
     await runner.store.mark_queued(message_id, job.name)
     for attempt in range(1, job.options.retries + 2):
         result = await runner.run(job, Delivery(message_id=message_id, attempt=attempt, body=body))
@@ -54,7 +67,7 @@ async def run_eagerly(job: Job, body: bytes, *, dedup_id: str | None = None) -> 
 
     letter = DeadLetter(message_id=message_id, job=job.name, body=body, attempts=result.attempt,
                         error=result.error, response_status=_status(result.outcome))  # fmt: skip
-    await DeadLetters().record(letter)
+    await DeadLetters(redis=redis).record(letter)
     return message_id
 
 

@@ -21,12 +21,13 @@ Idempotent: an update is sent only when a compared field differs, so a second sy
 from __future__ import annotations
 
 import math
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.jobs.publish import DLQ_CALLBACK_PATH, JOBS_PATH, TIMEOUT_MARGIN_S, job_url, settings
 from shared.jobs.registry import Schedule, declared_schedules, get_job
 from shared.qstash import get_qstash
@@ -66,6 +67,13 @@ class Plan:
 
 
 def wanted(declared: Schedule) -> Wanted:
+    if declared.tz != "UTC":
+        try:  # here, at sync time on the developer's machine, not when a function imports the declaration
+            zoneinfo.ZoneInfo(declared.tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInput(
+                f"schedule {declared.schedule_id!r}: unknown time zone {declared.tz!r}", field="tz"
+            ) from exc
     options = get_job(declared.job).options
     flow = options.flow_control
     return Wanted(

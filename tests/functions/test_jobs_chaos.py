@@ -81,3 +81,22 @@ def test_every_job_ends_exactly_once_and_the_dead_are_exactly_the_thrice_failed(
         if not cursor:
             break
     assert in_qstash_dlq == expected_dead
+    assert dead_letters(stack, by_message, len(expected_dead)) == expected_dead
+
+
+def dead_letters(stack: JobsStack, by_message: dict[str, str], expected: int) -> set[str]:
+    """The chaos jobs our dead-letter store holds, once QStash's failure callbacks have all arrived."""
+    deadline = time.monotonic() + 60
+    while True:
+        found: set[str] = set()
+        cursor = None
+        while True:
+            params = {"job": "test.chaos", "limit": 100} | ({"cursor": cursor} if cursor else {})
+            page = stack.http.get("/api/dlq/entries", params=params).json()
+            found |= {by_message[e["message_id"]] for e in page["entries"] if e["message_id"] in by_message}
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
