@@ -91,7 +91,9 @@ def dead_letters(stack: JobsStack, by_message: dict[str, str], expected: int) ->
         found: set[str] = set()
         cursor = None
         while True:
-            params = {"job": "test.chaos", "limit": 100} | ({"cursor": cursor} if cursor else {})
+            params: dict[str, str | int] = {"job": "test.chaos", "limit": 100}
+            if cursor:
+                params["cursor"] = cursor
             page = stack.http.get("/api/dlq/entries", params=params).json()
             found |= {by_message[e["message_id"]] for e in page["entries"] if e["message_id"] in by_message}
             cursor = page["next_cursor"]
