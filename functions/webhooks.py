@@ -67,8 +67,9 @@ def _answer(received: Received) -> Response:
     if received.outcome == "challenge":  # Slack reads the challenge back from the JSON body
         return json_response(Acknowledged(challenge=received.challenge))
     outcome = received.outcome
+    event = received.event if outcome == "ignored" else None  # which event no job is configured for
     acknowledged = Acknowledged(duplicate=outcome == "duplicate", ping=outcome == "ping",
-                                ignored=outcome == "ignored", event=received.event)  # fmt: skip
+                                ignored=outcome == "ignored", event=event)  # fmt: skip
     return json_response(acknowledged)
 
 

@@ -10,6 +10,10 @@
    deliveries raced past the record (they cannot, but a publish can be retried) QStash keeps one.
    If the publish fails, this request's record is removed (one more round trip, on that path only) and
    the error propagates as a 503: the sender retries, and the retry is not taken for a duplicate.
+   What this cannot cover: a function killed between the script and the publish, or Redis failing
+   between them too; the delivery is then recorded but never published, and the sender's retry within
+   the marker's TTL is acknowledged as a duplicate. Closing that gap needs a second write after the
+   publish (a "pending" marker made "done"), a second round trip on every delivery.
 
 One Redis round trip per accepted delivery besides the publish. The job's own status record is created
 by its first delivery's claim (shared/jobs/store.py), not here: that would be a second round trip.
@@ -18,6 +22,7 @@ by its first delivery's claim (shared/jobs/store.py), not here: that would be a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +31,7 @@ import msgspec
 
 from shared import keys
 from shared.clock import Clock, RedisClock
-from shared.errors import Unauthorized
+from shared.errors import RedisUnavailable, Unauthorized
 from shared.redis import RedisProvider, get_redis
 from shared.scripts import Script
 from shared.webhooks.schemes import Verified, body_digest, verify
@@ -132,8 +137,9 @@ class WebhookReceiver:
             return Received(outcome="ignored", delivery_id=verified.delivery_id, event=verified.event)
         try:
             message_id = await _enqueue(job, job_payload(source, verified, body), f"webhook-{digest}")
-        except BaseException:
-            await FORGET.run(self._redis(), [marker], [owner])
+        except Exception:
+            with contextlib.suppress(RedisUnavailable):  # then the marker stays: see the module's docstring
+                await FORGET.run(self._redis(), [marker], [owner])
             raise
         return Received(outcome="accepted", delivery_id=verified.delivery_id, event=verified.event, job=job,
                         message_id=message_id)  # fmt: skip

@@ -67,7 +67,7 @@ def test_a_delivery_is_accepted_with_202_and_its_job_runs_once(stack: JobsStack,
         "delivery_id": headers["X-GitHub-Delivery"],
     }
     again = post(stack, "github", body, headers)  # the sender's retry, or a replay
-    assert (again.status_code, again.json()) == (200, {"duplicate": True, "event": "push"})
+    assert (again.status_code, again.json()) == (200, {"duplicate": True})
 
 
 def test_concurrent_identical_deliveries_enqueue_one_job(stack: JobsStack, redis: Redis, tag: str) -> None:
@@ -125,7 +125,7 @@ def test_the_default_record_job_keeps_the_delivery(stack: JobsStack) -> None:
 
 def test_ping_and_url_verification_are_answered_inline(stack: JobsStack) -> None:
     ping = post(stack, "github", b"{}", sign.github(GITHUB_SECRET, b"{}", event="ping"))
-    assert (ping.status_code, ping.json()) == (200, {"ping": True, "event": "ping"})
+    assert (ping.status_code, ping.json()) == (200, {"ping": True})
     body = json.dumps({"token": "t", "challenge": f"ch-{uuid.uuid4().hex}", "type": "url_verification"}).encode()
     verification = post(stack, "slack", body, sign.slack("slack-secret-value", body))
     assert (verification.status_code, verification.json()) == (200, {"challenge": json.loads(body)["challenge"]})

@@ -63,6 +63,15 @@ async def clients(gateway: Gateway) -> AsyncIterator[RedisClients]:
     await clients.aclose()
 
 
+@pytest.fixture
+async def any_clients(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
+    """The same on a single Redis and on a 3-master Cluster (each marker is one key, its own slot)."""
+    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=5)
+    with eager_jobs(redis=clients.get):
+        yield clients
+    await clients.aclose()
+
+
 def source(name: str) -> Source:
     # Each test gets its own source name, so its delivery markers are its own.
     return dataclasses.replace(SOURCES[name], name=f"{name}-{uuid.uuid4().hex[:8]}")
@@ -83,19 +92,19 @@ async def test_an_accepted_delivery_runs_its_job_once_with_the_raw_body(clients:
     assert run["headers"]["x-github-delivery"] == delivery
 
 
-async def test_a_replayed_delivery_is_a_duplicate_and_not_run_again(clients: RedisClients) -> None:
+async def test_a_replayed_delivery_is_a_duplicate_and_not_run_again(any_clients: RedisClients) -> None:
     src, body, delivery = source("gh"), b"{}", str(uuid.uuid4())
     headers = Headers(sign.github("s3cret", body, delivery=delivery))
-    receiver = WebhookReceiver(redis=clients.get)
+    receiver = WebhookReceiver(redis=any_clients.get)
     assert (await receiver.receive(src, headers, body)).outcome == "accepted"
     assert (await receiver.receive(src, headers, body)).outcome == "duplicate"
     assert len(runs_of(delivery)) == 1
 
 
-async def test_concurrent_identical_deliveries_run_one_job(clients: RedisClients) -> None:
+async def test_concurrent_identical_deliveries_run_one_job(any_clients: RedisClients) -> None:
     src, body, delivery = source("gh"), b"{}", str(uuid.uuid4())
     headers = Headers(sign.github("s3cret", body, delivery=delivery))
-    receiver = WebhookReceiver(redis=clients.get)
+    receiver = WebhookReceiver(redis=any_clients.get)
     outcomes = [r.outcome for r in await asyncio.gather(*(receiver.receive(src, headers, body) for _ in range(6)))]
     assert sorted(outcomes) == ["accepted"] + ["duplicate"] * 5
     assert len(runs_of(delivery)) == 1
