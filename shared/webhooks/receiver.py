@@ -34,7 +34,7 @@ from shared.clock import Clock, RedisClock
 from shared.errors import RedisUnavailable, Unauthorized
 from shared.redis import RedisProvider, get_redis
 from shared.scripts import Script
-from shared.webhooks.schemes import Verified, body_digest, verify
+from shared.webhooks.schemes import Headers, Verified, body_digest, verify
 from shared.webhooks.sources import Source
 
 Outcome = Literal["accepted", "duplicate", "ping", "challenge", "ignored"]
@@ -124,7 +124,8 @@ class WebhookReceiver:
         self._redis = redis
         self._clock = clock or RedisClock()
 
-    async def receive(self, source: Source, headers: Any, body: bytes) -> Received:
+    async def receive(self, source: Source, headers: Headers, body: bytes) -> Received:
+        """`headers` look names up case-insensitively (Starlette's `request.headers`)."""
         verified = verify(source, headers, body)
         digest = body_digest(source.name.encode(), verified.delivery_id.encode())[:32]
         marker, owner = keys.webhook_seen(source.name, digest), secrets.token_hex(8)
