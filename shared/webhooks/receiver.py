@@ -33,7 +33,7 @@ from shared import keys
 from shared.clock import Clock, RedisClock
 from shared.errors import RedisUnavailable, Unauthorized
 from shared.redis import RedisProvider, get_redis
-from shared.scripts import Script
+from shared.scripts import NOW_MS, Script
 from shared.webhooks.schemes import Headers, Verified, body_digest, verify
 from shared.webhooks.sources import Source
 
@@ -43,12 +43,9 @@ Outcome = Literal["accepted", "duplicate", "ping", "challenge", "ignored"]
 # 3 tolerance ms, 4 this request's id, 5 marker TTL ms. Returns {outcome, now ms}: outcome is `past` or
 # `future` (timestamp outside the tolerance), `duplicate` (marker present) or `new` (marker set).
 RECEIVE = Script(
-    """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+    NOW_MS
+    + """
+local now = now_ms(ARGV[1])
 local signed = tonumber(ARGV[2])
 if signed then
   local skew = now - signed * 1000
