@@ -31,7 +31,7 @@ import msgspec
 
 from shared import keys
 from shared.clock import Clock, RedisClock
-from shared.errors import RedisUnavailable, Unauthorized
+from shared.errors import BadSignature, RedisUnavailable
 from shared.redis import RedisProvider, get_redis
 from shared.scripts import NOW_MS, Script
 from shared.webhooks.schemes import Headers, Verified, body_digest, verify
@@ -154,7 +154,7 @@ class WebhookReceiver:
         if outcome in ("past", "future"):
             assert verified.timestamp_s is not None
             skew_s = abs(now_ms // 1000 - verified.timestamp_s)
-            raise Unauthorized(f"the signed timestamp is {skew_s} s in the {outcome}; the source "
+            raise BadSignature(f"the signed timestamp is {skew_s} s in the {outcome}; the source "
                                f"{source.name!r} accepts {source.tolerance_s} s", field="timestamp")  # fmt: skip
         return outcome == "new"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from shared.errors import Unauthorized
+from shared.errors import BadSignature
 from shared.webhooks.sources import Source
 
 Headers = Mapping[str, str]  # Starlette's headers: case-insensitive lookups
@@ -68,7 +68,7 @@ def _matches(keys: Iterable[bytes], message: bytes, candidates: list[bytes]) -> 
 def _require(headers: Headers, name: str) -> str:
     value = headers.get(name, "").strip()
     if not value:
-        raise Unauthorized(f"the {name} header is missing", field=f"header.{name}")
+        raise BadSignature(f"the {name} header is missing", field=f"header.{name}")
     return value
 
 
@@ -88,7 +88,7 @@ def _b64(text: str) -> bytes:
 
 def _timestamp(text: str, name: str) -> int:
     if not text.isdigit() or len(text) > 12:
-        raise Unauthorized(f"the {name} timestamp is not a Unix time in seconds", field=f"header.{name}")
+        raise BadSignature(f"the {name} timestamp is not a Unix time in seconds", field=f"header.{name}")
     return int(text)
 
 
@@ -105,9 +105,9 @@ def body_digest(*parts: bytes) -> str:
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
-def _refuse(source: Source) -> Unauthorized:
+def _refuse(source: Source) -> BadSignature:
     # Says which source's secrets were tried, never anything about them.
-    return Unauthorized(f"the signature does not match any secret of the source {source.name!r}", field="signature")
+    return BadSignature(f"the signature does not match any secret of the source {source.name!r}", field="signature")
 
 
 def _github(source: Source, headers: Headers, body: bytes) -> Verified:
@@ -122,7 +122,7 @@ def _stripe(source: Source, headers: Headers, body: bytes) -> Verified:
     pairs = [item.partition("=") for item in _require(headers, "stripe-signature").split(",")]
     stamps = [value for name, _, value in pairs if name.strip() == "t"]
     if len(stamps) != 1:
-        raise Unauthorized("the Stripe-Signature header has no single t= timestamp", field="header.stripe-signature")
+        raise BadSignature("the Stripe-Signature header has no single t= timestamp", field="header.stripe-signature")
     timestamp = _timestamp(stamps[0].strip(), "Stripe-Signature t=")
     candidates = [_hex(value.strip()) for name, _, value in pairs if name.strip() == "v1"]
     if not _matches(source.keys, stamps[0].strip().encode() + b"." + body, candidates):
@@ -183,7 +183,7 @@ _VERIFIERS: dict[str, Callable[[Source, Headers, bytes], Verified]] = {
 
 
 def verify(source: Source, headers: Headers, body: bytes) -> Verified:
-    """Check the signature of `body` as `source`'s scheme defines it; Unauthorized if it does not hold."""
+    """Check the signature of `body` as `source`'s scheme defines it; BadSignature if it does not hold."""
     verified = _VERIFIERS[source.scheme](source, headers, body)
     kept = KEPT_HEADERS[source.scheme] + tuple(h.lower() for h in (source.id_header, source.event_header) if h)
     return Verified(
