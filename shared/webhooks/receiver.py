@@ -10,10 +10,13 @@
    deliveries raced past the record (they cannot, but a publish can be retried) QStash keeps one.
    If the publish fails, this request's record is removed (one more round trip, on that path only) and
    the error propagates as a 503: the sender retries, and the retry is not taken for a duplicate.
-   What this cannot cover: a function killed between the script and the publish, or Redis failing
-   between them too; the delivery is then recorded but never published, and the sender's retry within
-   the marker's TTL is acknowledged as a duplicate. Closing that gap needs a second write after the
-   publish (a "pending" marker made "done"), a second round trip on every delivery.
+4. A duplicate recorded less than `REPUBLISH_WINDOW_MS` ago is published again with the same
+   deduplication id before it is acknowledged: if the first delivery's publish reached QStash, QStash
+   answers with that message and enqueues nothing; if its function was killed between the script and
+   the publish, this is the publish that was lost. So a crash there loses nothing as long as the sender
+   retries within the window (QStash deduplicates for 10 minutes; the window stays inside it), at the
+   price of one QStash call per early duplicate and no extra round trip on the accepted path. A
+   duplicate older than the window is acknowledged without publishing.
 
 One Redis round trip per accepted delivery besides the publish. The job's own status record is created
 by its first delivery's claim (shared/jobs/store.py), not here: that would be a second round trip.
@@ -40,8 +43,9 @@ from shared.webhooks.sources import Source
 Outcome = Literal["accepted", "duplicate", "ping", "challenge", "ignored"]
 
 # KEYS: 1 the delivery's marker. ARGV: 1 now ms ("" = Redis TIME), 2 signed timestamp s ("" = none),
-# 3 tolerance ms, 4 this request's id, 5 marker TTL ms. Returns {outcome, now ms}: outcome is `past` or
-# `future` (timestamp outside the tolerance), `duplicate` (marker present) or `new` (marker set).
+# 3 tolerance ms, 4 this request's id, 5 marker TTL ms. Returns {outcome, now ms[, age ms]}: outcome is
+# `past` or `future` (timestamp outside the tolerance), `duplicate` (marker present, recorded `age` ms
+# ago) or `new` (marker set to "<request id>:<now>").
 RECEIVE = Script(
     NOW_MS
     + """
@@ -52,18 +56,24 @@ if signed then
   if skew > tonumber(ARGV[3]) then return {'past', now} end
   if -skew > tonumber(ARGV[3]) then return {'future', now} end
 end
-if redis.call('SET', KEYS[1], ARGV[4], 'NX', 'PX', tonumber(ARGV[5])) then return {'new', now} end
-return {'duplicate', now}
+if redis.call('SET', KEYS[1], ARGV[4] .. ':' .. now, 'NX', 'PX', tonumber(ARGV[5])) then return {'new', now} end
+local recorded = tonumber(string.match(redis.call('GET', KEYS[1]) or '', ':(%d+)$') or '0')
+return {'duplicate', now, now - recorded}
 """
 )
 
 # KEYS: 1 the delivery's marker. ARGV: 1 this request's id. Removes the marker only if this request set it.
 FORGET = Script(
     """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local marker = redis.call('GET', KEYS[1])
+if marker and string.sub(marker, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ':' then
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 """
 )
+# A duplicate younger than this is published again (deduplicated by QStash, whose window is 10 minutes).
+REPUBLISH_WINDOW_MS = 9 * 60_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +136,11 @@ class WebhookReceiver:
         verified = verify(source, headers, body)
         digest = body_digest(source.name.encode(), verified.delivery_id.encode())[:32]
         marker, owner = keys.webhook_seen(source.name, digest), secrets.token_hex(8)
-        if not await self._first_delivery(source, verified, marker, owner):
+        age_ms = await self._first_delivery(source, verified, marker, owner)
+        if age_ms is not None:  # a duplicate
+            job = source.job_for(verified.event) if _inline(source, verified, body) is None else None
+            if job is not None and age_ms < REPUBLISH_WINDOW_MS:  # recover a publish a crash lost (4.)
+                await _enqueue(job, job_payload(source, verified, body), f"webhook-{digest}")
             return Received(outcome="duplicate", delivery_id=verified.delivery_id, event=verified.event)
         if (answered := _inline(source, verified, body)) is not None:
             return answered
@@ -142,8 +156,9 @@ class WebhookReceiver:
         return Received(outcome="accepted", delivery_id=verified.delivery_id, event=verified.event, job=job,
                         message_id=message_id)  # fmt: skip
 
-    async def _first_delivery(self, source: Source, verified: Verified, marker: str, owner: str) -> bool:
-        """True when this delivery is fresh and new (now recorded); False for a duplicate."""
+    async def _first_delivery(self, source: Source, verified: Verified, marker: str, owner: str) -> int | None:
+        """None when this delivery is fresh and new (now recorded); for a duplicate, how many ms ago the
+        first one was recorded."""
         now = self._clock.script_now_ms()
         ttl_ms = max(keys.WEBHOOK_SEEN_TTL_S, 2 * source.tolerance_s) * 1000
         args = ["" if now is None else now, "" if verified.timestamp_s is None else verified.timestamp_s,
@@ -156,7 +171,7 @@ class WebhookReceiver:
             skew_s = abs(now_ms // 1000 - verified.timestamp_s)
             raise BadSignature(f"the signed timestamp is {skew_s} s in the {outcome}; the source "
                                f"{source.name!r} accepts {source.tolerance_s} s", field="timestamp")  # fmt: skip
-        return outcome == "new"
+        return None if outcome == "new" else int(raw[2])
 
 
 async def _enqueue(name: str, payload: dict[str, Any], dedup_id: str) -> str:

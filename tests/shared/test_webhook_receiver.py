@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from shared import keys
 from shared.clock import ManualClock
 from shared.config import RedisSettings
 from shared.errors import ConfigurationError, Unauthorized
 from shared.jobs import JobContext, job
 from shared.jobs.eager import eager_jobs
 from shared.redis import RedisClient, RedisClients, RedisPipeline
-from shared.webhooks.receiver import WebhookReceiver, payload_body
+from shared.webhooks.receiver import RECEIVE, WebhookReceiver, payload_body
+from shared.webhooks.schemes import body_digest
 from shared.webhooks.sources import Source, parse_sources
 from tests.conftest import Gateway
 from tests.shared import webhook_signers as sign
@@ -160,3 +162,19 @@ async def test_one_redis_round_trip_decides_a_delivery(clients: RedisClients) ->
     await receiver.receive(src, headers, body)  # the job runs on its own client (eager mode)
     await receiver.receive(src, headers, body)  # duplicate
     assert counting.round_trips == 2
+
+
+async def test_a_delivery_whose_function_died_before_publishing_is_published_by_the_senders_retry(
+    clients: RedisClients,
+) -> None:
+    """The first request recorded the delivery and was killed before its publish (played here by running
+    only its script): the sender's retry is a duplicate, yet publishes with the same deduplication id,
+    so the job runs once, not never."""
+    src, body, delivery = source("gh"), b'{"ref": "main"}', str(uuid.uuid4())
+    marker = keys.webhook_seen(src.name, body_digest(src.name.encode(), delivery.encode())[:32])
+    await RECEIVE.run(clients.get(), [marker], ["", "", src.tolerance_s * 1000, "killed", 60_000])
+    headers = Headers(sign.github("s3cret", body, delivery=delivery))
+    receiver = WebhookReceiver(redis=clients.get)
+    assert (await receiver.receive(src, headers, body)).outcome == "duplicate"
+    assert (await receiver.receive(src, headers, body)).outcome == "duplicate"
+    assert len(runs_of(delivery)) == 1  # recovered once; the second retry's publish was deduplicated
