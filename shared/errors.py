@@ -172,3 +172,12 @@ class ServiceUnavailable(Problem):
     status = 503
     title = "Service unavailable"
     slug = "unavailable"
+
+
+class OriginUnavailable(Problem):
+    """502: the caching proxy's upstream origin could not be reached, answered 5xx or redirected, and no
+    stale copy was allowed to stand in (functions/cache.py)."""
+
+    status = 502
+    title = "Bad gateway"
+    slug = "bad-gateway"

@@ -167,3 +167,53 @@ def webhook_log(source: str) -> str:
     """List of the newest WEBHOOK_LOG_MAX deliveries of `source` (JSON), newest first (the built-in
     `webhooks.record` job). TTL: WEBHOOK_LOG_TTL_S after the last delivery recorded."""
     return f"{PREFIX}:{{whlog:{source}}}:deliveries"
+
+
+# Cache (shared/cache/): every key of one logical cache key shares the tag `{c:<namespace>:<key>}`, so
+# its entry, its refresh lease and its generation live in one slot and one script reads or writes them
+# together. A tag's invalidation stamp lives in the tag's own slot `{ct:<namespace>:<tag>}`: one
+# invalidation is one write whatever the number of keys carrying it (shared/cache/store.py).
+
+# The longest an entry may live (fresh + stale-while-revalidate + stale-if-error): a bound, so that a
+# tag stamp (CACHE_TAG_TTL_S) always outlives every entry written before it.
+CACHE_MAX_LIFETIME_S = 7 * 86_400
+# A tag's invalidation stamp must outlive every entry that started computing before it; an entry lives
+# at most CACHE_MAX_LIFETIME_S after it is written, and a recompute is bounded by the function's own
+# time limit (Lambda 15 min, Vercel 800 s), so four weeks leave three weeks of slack.
+CACHE_TAG_TTL_S = 4 * 7 * 86_400
+# A key's generation must outlive any recompute that read the previous one (same bound as above).
+CACHE_GENERATION_TTL_S = 86_400
+CACHE_STATS_TTL_S = 30 * 86_400  # refreshed by every write of the counters
+
+
+def cache_tag(namespace: str, key: str) -> str:
+    return f"{{c:{namespace}:{key}}}"
+
+
+def cache_entry(namespace: str, key: str) -> str:
+    """Hash: payload `p` (format-versioned), fresh-until `f`, stale-until `s`, error-until `e` (epoch ms),
+    recompute time `d` ms, compute start `t` (µs), write time `c` ms, write id `w`. TTL: until `e`."""
+    return f"{PREFIX}:{cache_tag(namespace, key)}:entry"
+
+
+def cache_lease(namespace: str, key: str) -> str:
+    """String: the token of the one caller recomputing the key (SET NX PX). TTL: the lease."""
+    return f"{PREFIX}:{cache_tag(namespace, key)}:lease"
+
+
+def cache_generation(namespace: str, key: str) -> str:
+    """Counter bumped by every invalidation or write-through of the key; a recompute stores its result
+    only if it is unchanged since it started. TTL: CACHE_GENERATION_TTL_S after the last bump."""
+    return f"{PREFIX}:{cache_tag(namespace, key)}:gen"
+
+
+def cache_tag_stamp(namespace: str, tag: str) -> str:
+    """String: when the tag was last invalidated (µs, script time); an entry whose computation started
+    at or before it is invalid. TTL: CACHE_TAG_TTL_S after the last invalidation."""
+    return f"{PREFIX}:{{ct:{namespace}:{tag}}}:stamp"
+
+
+def cache_stats(namespace: str) -> str:
+    """Hash of counters (hits, stale, misses, computes, refreshes, invalidations, ...). TTL:
+    CACHE_STATS_TTL_S, refreshed by every write."""
+    return f"{PREFIX}:{{cs:{namespace}}}:stats"
