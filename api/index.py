@@ -59,6 +59,7 @@ class FunctionRouter:
 
 app = FunctionRouter(
     {
+        "cache": "functions.cache",
         "dlq": "functions.dlq",
         "health": "functions.health",
         "jobs": "functions.jobs",

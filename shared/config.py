@@ -7,7 +7,9 @@ variable, not with a KeyError deep inside an SDK.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -67,6 +69,8 @@ JOBS_EAGER_VAR = "STASHKIT_JOBS_EAGER"
 ALERT_WEBHOOK_VAR = "STASHKIT_ALERT_WEBHOOK_URL"
 DLQ_RETENTION_VAR = "STASHKIT_DLQ_RETENTION_DAYS"
 WEBHOOK_SOURCES_VAR = "STASHKIT_WEBHOOK_SOURCES"
+CACHE_ORIGINS_VAR = "STASHKIT_CACHE_ORIGINS"
+CACHE_VARY_VAR = "STASHKIT_CACHE_VARY_HEADERS"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
@@ -74,6 +78,7 @@ ALL_VARIABLES = (
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
     RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
     WEBHOOK_SOURCES_VAR,
+    CACHE_ORIGINS_VAR, CACHE_VARY_VAR,
 )  # fmt: skip
 
 
@@ -238,3 +243,51 @@ def webhook_settings(environ: Mapping[str, str] | None = None) -> WebhookSetting
     """The webhook sources as JSON (None: no source is configured, so every source is unknown)."""
     env = os.environ if environ is None else environ
     return WebhookSettings(sources_json=env.get(WEBHOOK_SOURCES_VAR, "").strip() or None)
+
+
+CACHE_ROUTE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CACHE_DEFAULT_VARY = ("accept", "accept-language")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSettings:
+    origins: Mapping[str, str]  # route name -> origin base URL (no trailing slash), the whole allow-list
+    vary_headers: tuple[str, ...] = CACHE_DEFAULT_VARY  # lower-case; the only request headers forwarded
+
+
+def cache_settings(environ: Mapping[str, str] | None = None) -> CacheSettings:
+    """The caching proxy's allow-list (`{"route": "https://origin.example/base"}`; none configured means
+    every route is unknown) and the request headers a cached answer may vary on."""
+    env = os.environ if environ is None else environ
+    raw = env.get(CACHE_ORIGINS_VAR, "").strip() or "{}"
+    try:
+        origins = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(CACHE_ORIGINS_VAR, f"is not valid JSON: {exc}") from exc
+    if not isinstance(origins, dict):
+        raise ConfigurationError(CACHE_ORIGINS_VAR, 'must be a JSON object {"route": "https://origin/base"}')
+    checked = {str(route): _origin_base(route, base) for route, base in origins.items()}
+    vary_raw = env.get(CACHE_VARY_VAR, "").strip()  # unset or empty: the default set
+    vary = tuple(h.strip().lower() for h in vary_raw.split(",") if h.strip()) or CACHE_DEFAULT_VARY
+    for header in vary:
+        if not re.fullmatch(r"[a-z0-9-]{1,64}", header) or header in ("authorization", "cookie"):
+            raise ConfigurationError(CACHE_VARY_VAR, f"must list header names (never credentials), got {header!r}")
+    return CacheSettings(origins=checked, vary_headers=vary)
+
+
+def _origin_base(route: object, base: object) -> str:
+    if not isinstance(route, str) or not re.fullmatch(CACHE_ROUTE_PATTERN, route):
+        raise ConfigurationError(CACHE_ORIGINS_VAR, f"route {route!r} must be 1-64 letters, digits, _ or -")
+    parts = urlsplit(base) if isinstance(base, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigurationError(
+            CACHE_ORIGINS_VAR, f"origin of {route!r} must be an http(s) URL without user, query or fragment"
+        )
+    return str(base).rstrip("/")

@@ -1,0 +1,97 @@
+"""A caching GET proxy in front of an allow-list of origins (STASHKIT_CACHE_ORIGINS).
+
+GET  /api/cache/{route}/{path...}   base + "/" + path (+ the query string), cached as the origin's
+                                    Cache-Control allows; X-Cache: HIT | STALE | MISS, Age, X-Cache-Key
+POST /api/cache/invalidate          {"keys": [...], "tags": [...], "paths": [...]} (admin)
+GET  /api/cache/stats               hits, stale, misses, origin calls, refreshes, invalidations (admin)
+
+shared/cache/proxy.py says what can never reach another host and what is stored for how long.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from mangum import Mangum
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.cache.proxy import PUBLIC_PREFIX, CachingProxy
+from shared.config import cache_settings
+from shared.http import TEXT_MIME_TYPES, Api, create_app, json_response
+
+Item = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Items = Annotated[list[Item], msgspec.Meta(max_length=1000)]
+
+
+class Proxied(msgspec.Struct):
+    route: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+
+
+class Invalidation(msgspec.Struct, forbid_unknown_fields=True):
+    keys: Items = msgspec.field(default_factory=list)
+    tags: Items = msgspec.field(default_factory=list)
+    paths: Items = msgspec.field(default_factory=list)
+
+
+class Invalidated(msgspec.Struct):
+    invalidated: int
+
+
+class Stats(msgspec.Struct):
+    hits: int
+    stale: int
+    misses: int
+    origin_calls: int
+    refreshes: int
+    invalidations: int
+
+
+_proxy: CachingProxy | None = None
+
+
+def proxy() -> CachingProxy:
+    global _proxy
+    if _proxy is None:  # settings read once per process, on the first request (inside its catch site)
+        _proxy = CachingProxy(cache_settings())
+    return _proxy
+
+
+api = Api("cache", title="Caching proxy")
+
+
+@api.post(
+    "/api/cache/invalidate",
+    summary="Forget cached keys, tags and paths (every variant)",
+    body=Invalidation,
+    responses={200: Invalidated, 422: None},
+    admin=True,
+)
+async def invalidate(request: Request, body: Invalidation) -> Invalidated:
+    return Invalidated(await proxy().invalidate(body.keys, body.tags, body.paths))
+
+
+@api.get("/api/cache/stats", summary="Hits, stale answers, misses, origin calls", responses={200: Stats}, admin=True)
+async def stats(request: Request) -> Response:
+    return json_response(await proxy().stats())
+
+
+@api.get(
+    "/api/cache/{route}/{path:path}",
+    summary="An origin's answer, cached as its Cache-Control allows",
+    path_params=Proxied,
+    responses={200: None, 304: None, 404: None, 422: None, 502: None},
+)
+async def proxied(request: Request, path: Proxied) -> Response:
+    # The raw path (percent-encoding untouched), so `%2F` can never turn into a separator upstream.
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    rest = raw.decode("latin-1").removeprefix(f"{PUBLIC_PREFIX}{path.route}/")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    answer = await proxy().get(path.route, rest, query, request.headers)
+    return Response(answer.body, answer.status, answer.headers)
+
+
+app = create_app(api)
+lambda_handler = Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
