@@ -21,8 +21,8 @@ from shared.cache.proxy import PUBLIC_PREFIX, CachingProxy
 from shared.config import cache_settings
 from shared.http import TEXT_MIME_TYPES, Api, create_app, json_response
 
-Item = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-Items = Annotated[list[Item], msgspec.Meta(max_length=1000)]
+Item = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Items = Annotated[list[Item], msgspec.Meta(max_length=100)]
 
 
 class Proxied(msgspec.Struct):
@@ -59,7 +59,8 @@ def proxy() -> CachingProxy:
     return _proxy
 
 
-api = Api("cache", title="Caching proxy")
+# The largest valid invalidation (3 lists of 100 items of 256 characters) must always fit.
+api = Api("cache", title="Caching proxy", min_body_bytes=256 * 1024)
 
 
 @api.post(
