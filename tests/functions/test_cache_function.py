@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from upstash_redis import Redis
 
 from shared.config import CACHE_ORIGINS_VAR, CACHE_VARY_VAR
 from tests.conftest import Functions, Gateway, function_environment, start_functions
@@ -182,3 +183,15 @@ def test_stats_count_hits_misses_and_origin_calls(http: httpx.Client, proxy: Fun
     assert stats["hits"] >= 1
     assert stats["origin_calls"] >= 1
     assert http.get("/api/cache/stats").status_code == 401
+
+
+def test_every_key_the_proxy_wrote_has_a_ttl(http: httpx.Client, proxy: Functions, gateway: Gateway) -> None:
+    name = unique()
+    http.get(f"/api/cache/docs/{name}")
+    http.post("/api/cache/invalidate", json={"tags": [name], "keys": ["docs/x#y"]}, headers=proxy.admin())
+    http.get("/api/cache/stats", headers=proxy.admin())  # sends this process's pending counters
+    redis = Redis(gateway.url, gateway.token)
+    written = [key for pattern in ("stashkit:{c:proxy:*", "stashkit:{ct:proxy:*", "stashkit:{cs:proxy}*")
+               for key in redis.keys(pattern)]  # fmt: skip
+    assert len(written) >= 4
+    assert all(redis.pttl(key) > 0 or redis.pttl(key) == -2 for key in written), written
