@@ -213,11 +213,14 @@ class Cache:
         if ignore and found.write_id == ignore:  # the entry the caller found invalid: absent to it
             return replace(found, envelope=None)
         stamps = {tag: int(reply or 0) for tag, reply in zip(tags, replies[1:], strict=False)}
-        if found.envelope is None or not found.write_id or self._valid(key, found, stamps):
+        if not found.write_id:  # no entry at all
             return found
-        if await self._valid_after_reading_more(key, found, stamps):
+        if found.envelope is not None and (
+            self._valid(key, found, stamps) or await self._valid_after_reading_more(key, found, stamps)
+        ):
             return found
-        return await self._lookup(key, token, plan, ignore=found.write_id)  # a miss, lease tried
+        # Unreadable (another format version) or invalidated by a tag: absent, and the lease tried.
+        return await self._lookup(key, token, plan, ignore=found.write_id)
 
     def _valid(self, key: str, found: Found, stamps: dict[str, int]) -> bool:
         assert found.envelope is not None

@@ -208,8 +208,12 @@ async def test_xfetch_refreshes_a_hot_key_before_it_expires(redis: RedisClients,
     assert (await cache.fetch("k", slow_compute, ttl_s=60, beta=1000)).state == "hit"
 
 
+async def never_sleep(seconds: float) -> None:
+    raise AssertionError(f"waited {seconds} s where nothing should wait")
+
+
 async def test_another_format_version_reads_as_a_miss(redis: RedisClients, clock: ManualClock) -> None:
-    cache = new_cache(redis, clock)
+    cache = new_cache(redis, clock, sleep=never_sleep)  # recomputed at once, no waiting for a lease
     await cache.get_or_compute("k", Origin("mine"), ttl_s=60)
     entry = keys.cache_entry(cache.namespace, "k")
     await redis.get().execute(["HSET", entry, "p", '99|["from the future",[]]'])
