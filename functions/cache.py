@@ -11,6 +11,7 @@ shared/cache/proxy.py says what can never reach another host and what is stored 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from mangum import Mangum
@@ -86,9 +87,11 @@ async def stats(request: Request) -> Response:
     responses={200: None, 304: None, 404: None, 422: None, 502: None},
 )
 async def proxied(request: Request, path: Proxied) -> Response:
-    # The raw path (percent-encoding untouched), so `%2F` can never turn into a separator upstream.
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    rest = raw.decode("latin-1").removeprefix(f"{PUBLIC_PREFIX}{path.route}/")
+    # The raw path (percent-encoding untouched), so `%2F` never turns into a separator upstream. Mangum
+    # gives none (Lambda): the decoded path is encoded again, and whatever it decoded to is checked alike.
+    raw = request.scope.get("raw_path")
+    full = raw.decode("latin-1") if raw else quote(request.scope["path"], safe="/:!$&'()*+,;=-._~")
+    rest = full.removeprefix(f"{PUBLIC_PREFIX}{path.route}/")
     query = request.scope.get("query_string", b"").decode("latin-1")
     answer = await proxy().get(path.route, rest, query, request.headers)
     return Response(answer.body, answer.status, answer.headers)

@@ -5,11 +5,13 @@ use one-second lifetimes and wait just past them; every path is unique to its te
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from http.client import HTTPConnection
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +21,7 @@ from upstash_redis import Redis
 from shared.config import CACHE_ORIGINS_VAR, CACHE_VARY_VAR
 from tests.conftest import Functions, Gateway, function_environment, start_functions
 from tests.functions.cache_origin import CountingOrigin
+from tests.functions.events import KINDS, lambda_event
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +198,20 @@ def test_every_key_the_proxy_wrote_has_a_ttl(http: httpx.Client, proxy: Function
                for key in redis.keys(pattern)]  # fmt: skip
     assert len(written) >= 4
     assert all(redis.pttl(key) > 0 or redis.pttl(key) == -2 for key in written), written
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_lambda_the_decoded_path_is_checked_alike(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mangum gives no raw path: what API Gateway decoded must be refused all the same."""
+    monkeypatch.setenv(CACHE_ORIGINS_VAR, json.dumps({"docs": "http://127.0.0.1:9/base"}))
+    loop = asyncio.new_event_loop()  # Mangum runs on the current loop, as in a Lambda container
+    asyncio.set_event_loop(loop)
+    try:
+        cache_function: Any = importlib.import_module("functions.cache")
+        monkeypatch.setattr(cache_function, "_proxy", None)
+        for target in ("/api/cache/docs/..%2f..%2fsecret", "/api/cache/docs/%40evil.example", "/api/cache/docs/a%5cb"):
+            answer = cache_function.lambda_handler(lambda_event(kind, target, "GET"), {})
+            assert answer["statusCode"] == 422, (target, answer)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
