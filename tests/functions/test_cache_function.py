@@ -193,11 +193,12 @@ def test_every_key_the_proxy_wrote_has_a_ttl(http: httpx.Client, proxy: Function
     http.get(f"/api/cache/docs/{name}")
     http.post("/api/cache/invalidate", json={"tags": [name], "keys": ["docs/x#y"]}, headers=proxy.admin())
     http.get("/api/cache/stats", headers=proxy.admin())  # sends this process's pending counters
-    redis = Redis(gateway.url, gateway.token)
-    written = [key for pattern in ("stashkit:{c:proxy:*", "stashkit:{ct:proxy:*", "stashkit:{cs:proxy}*")
-               for key in redis.keys(pattern)]  # fmt: skip
+    with Redis(gateway.url, gateway.token) as redis:
+        written = [key for pattern in ("stashkit:{c:proxy:*", "stashkit:{ct:proxy:*", "stashkit:{cs:proxy}*")
+                   for key in redis.keys(pattern)]  # fmt: skip
+        ttls = {key: redis.pttl(key) for key in written}
     assert len(written) >= 4
-    assert all(redis.pttl(key) > 0 or redis.pttl(key) == -2 for key in written), written
+    assert all(ttl > 0 or ttl == -2 for ttl in ttls.values()), ttls  # -2: gone since it was listed
 
 
 @pytest.mark.parametrize("kind", KINDS)
