@@ -193,19 +193,23 @@ async def test_not_found_is_cached_for_the_negative_ttl(redis: RedisClients, clo
 
 
 async def test_xfetch_refreshes_a_hot_key_before_it_expires(redis: RedisClients, clock: ManualClock) -> None:
-    cache = new_cache(redis, clock)  # draws u = 0.5: refresh once within delta * beta * ln 2 of expiry
+    # u = 0.5: early once within delta * beta * ln 2 of expiry. delta (the recompute's own time) is at
+    # least 20 ms, so with beta = 100 the window is at least 1.4 s; it would reach the 50 s left in the
+    # checks of a fresh value only if one recompute took over 0.7 s.
+    cache = new_cache(redis, clock)
 
     async def slow_compute() -> str:
-        await asyncio.sleep(0.02)  # delta >= 20 ms
+        await asyncio.sleep(0.02)
         return "v"
 
-    await cache.fetch("k", slow_compute, ttl_s=60, beta=1000)  # early when within >= 13.9 s of expiry
-    assert (await cache.fetch("k", slow_compute, ttl_s=60, beta=1000)).state == "hit"
-    clock.advance(59)  # still fresh, but within the window
-    refreshed = await cache.fetch("k", slow_compute, ttl_s=60, beta=1000)
+    await cache.fetch("k", slow_compute, ttl_s=60, beta=100)
+    clock.advance(10)
+    assert (await cache.fetch("k", slow_compute, ttl_s=60, beta=100)).state == "hit"
+    clock.advance(49.5)  # 0.5 s before expiry: still fresh, but within the window
+    refreshed = await cache.fetch("k", slow_compute, ttl_s=60, beta=100)
     assert (refreshed.state, refreshed.age_s) == ("miss", 0.0)
-    clock.advance(30)  # past the first expiry: the refreshed value is still fresh
-    assert (await cache.fetch("k", slow_compute, ttl_s=60, beta=1000)).state == "hit"
+    clock.advance(10)  # past the first expiry: the refreshed value is fresh, far from its own
+    assert (await cache.fetch("k", slow_compute, ttl_s=60, beta=100)).state == "hit"
 
 
 async def never_sleep(seconds: float) -> None:
