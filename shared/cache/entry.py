@@ -52,12 +52,13 @@ class Found:
     started_us: int
     written_ms: int
     write_id: str
+    now_us: int  # the lookup's own time in µs: when a computation it leads to read its inputs
 
     @classmethod
     def parse(cls, raw: object) -> Found:
         assert isinstance(raw, list), raw
-        assert len(raw) == 12, raw
-        state, now, won, generation, payload, fresh, _stale, error, delta, started, written, write_id = raw
+        assert len(raw) == 13, raw
+        state, now, won, generation, payload, fresh, _stale, error, delta, started, written, write_id, now_us = raw
         return cls(
             state=state,
             now_ms=int(now),
@@ -70,6 +71,7 @@ class Found:
             started_us=_int(started),
             written_ms=_int(written),
             write_id=str(write_id),
+            now_us=_int(now_us),
         )
 
     @property

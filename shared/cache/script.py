@@ -1,13 +1,15 @@
 """The cache's Lua scripts: each decision about one key is made, and committed, in one round trip.
 
 Time: each script takes `now_ms` ("" = Redis TIME, one clock for every function instance) and returns
-the time it used, so freshness is never decided by a function's own wall clock. Large numbers are
-formatted with `%.0f` before they are stored: Lua would print a 16-digit number as `1.7e+15`.
+the time it used, so freshness is never decided by a function's own wall clock. Not shared/scripts.py's
+NOW_MS prelude: these scripts also need microseconds (a tag stamp is compared with the lookup that
+started a computation; in milliseconds, the two could fall in the same one and not be ordered). Large
+numbers are formatted with `%.0f` before they are stored: Lua would print 16 digits as `1.7e+15`.
 
 LOOKUP   KEYS entry, lease, generation
          ARGV now_ms, lease token, lease ms, ignore write id, beta, u (0 < u <= 1, the XFetch draw)
          -> {state, now_ms, won, generation, payload, fresh_until, stale_until, error_until, delta_ms,
-             started_us, written_ms, write_id}
+             started_us, written_ms, write_id, now_us}
          state: "fresh", "early" (fresh, but the XFetch draw says refresh now), "stale" (past fresh,
          within stale-while-revalidate), "miss" (absent, past its stale window, or the write id the
          caller found invalid). `won` is 1 when this call took the refresh lease (never on "fresh").
@@ -61,6 +63,7 @@ local won = 0
 if state ~= 'fresh' and redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then won = 1 end
 local out = {state, now, won, redis.call('GET', KEYS[3]) or ''}
 for i = 1, 8 do out[#out + 1] = e[i] or '' end
+out[#out + 1] = string.format('%.0f', now_us)
 return out
 """
 )

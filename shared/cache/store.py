@@ -275,7 +275,7 @@ class Cache:
         if result is None:
             self._pending["negative"] += 1
             plan = _Plan(ttl_s=self.negative_ttl_s, stale_ttl_s=0, stale_if_error_s=0, tags=plan.tags, beta=0)
-        started_us = str(found.now_ms * 1000)  # when its inputs were read: the lookup's time
+        started_us = str(found.now_us)  # when its inputs were read: the lookup's time
         now_ms = await self._store(key, token, "compute", found.generation, result, plan, delta_ms, started_us)
         return Cached(value=result, state="miss", age_s=0.0, now_ms=now_ms)
 
