@@ -66,12 +66,14 @@ JOB_MODULES_VAR = "STASHKIT_JOB_MODULES"
 JOBS_EAGER_VAR = "STASHKIT_JOBS_EAGER"
 ALERT_WEBHOOK_VAR = "STASHKIT_ALERT_WEBHOOK_URL"
 DLQ_RETENTION_VAR = "STASHKIT_DLQ_RETENTION_DAYS"
+LEADERBOARDS_VAR = "STASHKIT_LEADERBOARDS"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
     RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
+    LEADERBOARDS_VAR,
 )  # fmt: skip
 
 
@@ -222,3 +224,16 @@ def ratelimit_settings(environ: Mapping[str, str] | None = None) -> RateLimitSet
         policies_json=env.get(RATELIMIT_POLICIES_VAR, "").strip() or None,
         service_token=env.get(RATELIMIT_TOKEN_VAR, "").strip() or env.get(ADMIN_TOKEN_VAR, "").strip() or None,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderboardSettings:
+    boards_json: str | None = None  # None: no boards (shared/leaderboards/boards.py validates the JSON)
+
+    def __repr__(self) -> str:  # the JSON holds submit keys and signing secrets
+        return f"LeaderboardSettings(boards_json={'***' if self.boards_json else None})"
+
+
+def leaderboard_settings(environ: Mapping[str, str] | None = None) -> LeaderboardSettings:
+    env = os.environ if environ is None else environ
+    return LeaderboardSettings(boards_json=env.get(LEADERBOARDS_VAR, "").strip() or None)
