@@ -58,5 +58,11 @@ class FunctionRouter:
 
 
 app = FunctionRouter(
-    {"dlq": "functions.dlq", "health": "functions.health", "jobs": "functions.jobs", "ratelimit": "functions.ratelimit"}
+    {
+        "dlq": "functions.dlq",
+        "health": "functions.health",
+        "jobs": "functions.jobs",
+        "leaderboards": "functions.leaderboards",
+        "ratelimit": "functions.ratelimit",
+    }
 )

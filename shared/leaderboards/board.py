@@ -272,6 +272,10 @@ class Leaderboard:
             found.append((period, current.id, current.shifted(self.board.keep_windows).end_ms(self.board.zone)))
         return found
 
+    def window_id(self, period: PeriodOrAll, window: str | None = None) -> str:
+        """The window a read of `period` and `window` would read (the open one when `window` is None)."""
+        return self._window(period, window)[1]
+
     def _window(self, period: PeriodOrAll, window: str | None) -> tuple[PeriodOrAll, str]:
         if period == "all":
             if window not in (None, "all"):
