@@ -96,8 +96,8 @@ def load_big_board(redis_port: int) -> None:
         made: dict[str | bytes | int | float, str | bytes | int | float] = {
             f"u{i}": f"{UNITS_OFFSET - (i * 7919 % BIG) * 1000:016d}{i + 1:016d}:u{i}" for i in batch
         }
-        pipe.zadd(entries, {str(entry): 0 for entry in made.values()})
-        pipe.hset(index, mapping=made)
+        pipe.zadd(entries, dict.fromkeys(made.values(), 0))
+        pipe.execute_command("HSET", index, *(part for pair in made.items() for part in pair))
         pipe.zadd(bare, {f"u{i}": i * 7919 % BIG for i in batch})
         if start % 50_000 == 0:
             pipe.execute()
