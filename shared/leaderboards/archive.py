@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.clock import Clock
 from shared.jobs.registry import JobContext, job, schedule
-from shared.redis import RedisProvider, get_redis
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest loads when the job runs: every function that runs jobs imports this module
+    from shared.clock import Clock
     from shared.leaderboards.boards import Board
+    from shared.redis import RedisProvider
 
 LEADERBOARD_ARCHIVE = "stashkit.leaderboard_archive"
 
@@ -32,14 +32,16 @@ async def leaderboard_archive(payload: Any, ctx: JobContext) -> None:
 
 
 async def archive_closed_windows(
-    boards: Mapping[str, Board], *, redis: RedisProvider = get_redis, clock: Clock | None = None
+    boards: Mapping[str, Board], *, redis: RedisProvider | None = None, clock: Clock | None = None
 ) -> int:
     """Archive every closed, kept window of `boards` not archived yet; how many entries were archived.
     One script call (one round trip) per window."""
     from shared import keys
     from shared.leaderboards.board import Leaderboard
     from shared.leaderboards.script import ARCHIVE
+    from shared.redis import get_redis
 
+    redis = redis or get_redis
     archived = 0
     for name, board in boards.items():
         if board.archive_top == 0:
