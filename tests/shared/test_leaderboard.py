@@ -154,15 +154,17 @@ async def test_cursor_pages_skip_and_repeat_no_member_while_others_move(redis: R
     for i in range(30):
         await lb.submit(f"m{i:02d}", 1000 - i, submission_id=sid())
     seen: list[str] = []
+    movers = iter(range(100))
+
+    async def move() -> None:  # a new member jumps above every entry still to come
+        await lb.submit(f"new{next(movers)}", 5000, submission_id=sid())
+
     page = await lb.page(limit=7)
-    movers = iter(range(30))
     while True:
         seen += [e.member for e in page.entries]
-        # Concurrent writes: members outside the ones still to come jump above the cursor.
-        await asyncio.gather(*(lb.submit(f"new{next(movers)}", 5000, submission_id=sid()) for _ in range(2)))
         if page.next_cursor is None:
             break
-        page = await lb.page(limit=7, cursor=page.next_cursor)
+        page, *_ = await asyncio.gather(lb.page(limit=7, cursor=page.next_cursor), move(), move())
     assert seen == [f"m{i:02d}" for i in range(30)]
 
 
