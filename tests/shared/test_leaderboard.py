@@ -244,3 +244,13 @@ async def test_invalid_names_windows_and_cursors_are_refused(redis: RedisClients
         with pytest.raises(InvalidInput):
             await call
     assert parse_window("weekly", "2026-W53").id == "2026-W53"
+
+
+def test_a_daylight_saving_day_closes_at_local_midnight() -> None:
+    zone = Board(timezone="America/New_York").zone
+    spring = window_at("daily", at_ms("2026-03-08T12:00:00-04:00"), zone)  # clocks went forward at 02:00
+    assert spring.end_ms(zone) == at_ms("2026-03-09T00:00:00-04:00")
+    assert spring.end_ms(zone) - spring.shifted(-1).end_ms(zone) == 23 * 3_600_000
+    assert window_at("monthly", at_ms("2026-12-31T23:59:59-05:00"), zone).shifted(1).id == "2027-01"
+    with pytest.raises(InvalidInput):
+        parse_window("weekly", "2027-W53")  # 2027 has 52 ISO weeks
