@@ -64,5 +64,6 @@ app = FunctionRouter(
         "jobs": "functions.jobs",
         "leaderboards": "functions.leaderboards",
         "ratelimit": "functions.ratelimit",
+        "webhooks": "functions.webhooks",
     }
 )

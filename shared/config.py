@@ -66,6 +66,7 @@ JOB_MODULES_VAR = "STASHKIT_JOB_MODULES"
 JOBS_EAGER_VAR = "STASHKIT_JOBS_EAGER"
 ALERT_WEBHOOK_VAR = "STASHKIT_ALERT_WEBHOOK_URL"
 DLQ_RETENTION_VAR = "STASHKIT_DLQ_RETENTION_DAYS"
+WEBHOOK_SOURCES_VAR = "STASHKIT_WEBHOOK_SOURCES"
 LEADERBOARDS_VAR = "STASHKIT_LEADERBOARDS"
 
 # Every variable the library reads, for the health check (names only, never values).
@@ -73,6 +74,7 @@ ALL_VARIABLES = (
     *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
     QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
     RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
+    WEBHOOK_SOURCES_VAR,
     LEADERBOARDS_VAR,
 )  # fmt: skip
 
@@ -224,6 +226,20 @@ def ratelimit_settings(environ: Mapping[str, str] | None = None) -> RateLimitSet
         policies_json=env.get(RATELIMIT_POLICIES_VAR, "").strip() or None,
         service_token=env.get(RATELIMIT_TOKEN_VAR, "").strip() or env.get(ADMIN_TOKEN_VAR, "").strip() or None,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookSettings:
+    sources_json: str | None = None  # STASHKIT_WEBHOOK_SOURCES; shared/webhooks/sources.py validates it
+
+    def __repr__(self) -> str:  # the JSON holds the senders' secrets
+        return f"WebhookSettings(sources_json={'***' if self.sources_json else None})"
+
+
+def webhook_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
+    """The webhook sources as JSON (None: no source is configured, so every source is unknown)."""
+    env = os.environ if environ is None else environ
+    return WebhookSettings(sources_json=env.get(WEBHOOK_SOURCES_VAR, "").strip() or None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

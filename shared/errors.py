@@ -12,6 +12,7 @@
     └── Problem                 an error a caller caused or must know about; becomes RFC 9457 JSON
         ├── InvalidInput        400/422: names the `field` (path, query or body) that is wrong
         ├── Unauthorized        401: missing or wrong bearer token
+        │   └── BadSignature    401: a signature that does not hold (no bearer challenge)
         ├── Forbidden           403: e.g. an identifier on a deny list
         ├── NotFound            404
         ├── Conflict            409: the state of a shared resource refuses the request
@@ -106,6 +107,14 @@ class Unauthorized(Problem):
 
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail, field=field, headers={"WWW-Authenticate": "Bearer"})
+
+
+class BadSignature(Unauthorized):
+    """401 for a request signed badly (QStash, a webhook sender, a game client): unlike a missing bearer
+    token, no `WWW-Authenticate: Bearer` challenge, since no token would help."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        Problem.__init__(self, detail, field=field)
 
 
 class Forbidden(Problem):

@@ -145,6 +145,30 @@ def dlq_digest() -> str:
     return f"{DLQ_PREFIX}digest"
 
 
+# Webhooks (shared/webhooks): each delivery's replay marker under its own hash tag (the receive script
+# touches only it), named by a digest of the delivery id so a sender's id never shapes our key. Kept a
+# day, and never less than twice the source's timestamp tolerance: a signed timestamp is accepted from
+# `tolerance` in the past to `tolerance` in the future, so a captured request can be replayed up to
+# 2 x tolerance after it was first seen. A sender retries only what we did not acknowledge, and a
+# delivery whose publish failed has its marker removed, so a day covers every duplicate we would see.
+WEBHOOK_SEEN_TTL_S = 86_400
+# The built-in `webhooks.record` job keeps the newest deliveries of each source, a week after the last.
+WEBHOOK_LOG_MAX = 1_000
+WEBHOOK_LOG_TTL_S = 7 * 86_400
+
+
+def webhook_seen(source: str, delivery_digest: str) -> str:
+    """String: the random id of the request that first received the delivery (so only that request
+    removes it again, if its publish fails). TTL: max(WEBHOOK_SEEN_TTL_S, 2 x the source's tolerance)."""
+    return f"{PREFIX}:{{wh:{source}:{delivery_digest}}}:seen"
+
+
+def webhook_log(source: str) -> str:
+    """List of the newest WEBHOOK_LOG_MAX deliveries of `source` (JSON), newest first (the built-in
+    `webhooks.record` job). TTL: WEBHOOK_LOG_TTL_S after the last delivery recorded."""
+    return f"{PREFIX}:{{whlog:{source}}}:deliveries"
+
+
 # Leaderboards (shared/leaderboards/): every key of one board shares the tag `{lb:<board>}`, so one
 # script writes the all-time board and every period's window together (one round trip, one Cluster slot).
 # A window is a sorted set whose members are `<score key><sequence>:<member>` (all scored 0, ordered

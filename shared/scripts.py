@@ -15,6 +15,20 @@ from shared.redis import RedisClient
 
 ScriptArg = str | int | float
 
+# A prelude for scripts that decide with a time: `now_ms(ARGV[n])` is the caller's time when it gave one
+# (an injected clock: shared/clock.py), else Redis TIME in milliseconds. The script returns the time it
+# used, so everything derived from the decision follows one clock.
+NOW_MS = """
+local function now_ms(given)
+  local now = tonumber(given)
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+"""
+
 
 class Script:
     def __init__(self, source: str) -> None:

@@ -17,16 +17,16 @@ from collections.abc import Sequence
 
 import jwt
 
-from shared.errors import Unauthorized
+from shared.errors import BadSignature
 
 LEEWAY_S = 5
 _REQUIRED = ["iss", "sub", "exp", "nbf", "body"]
 
 
 def verify_signature(signature: str | None, body: bytes, url: str, keys: Sequence[str]) -> None:
-    """Raise `Unauthorized` unless `signature` signs exactly `body` for `url` with one of `keys`."""
+    """Raise `BadSignature` unless `signature` signs exactly `body` for `url` with one of `keys`."""
     if not signature:
-        raise Unauthorized("the Upstash-Signature header is missing", field="Upstash-Signature")
+        raise BadSignature("the Upstash-Signature header is missing", field="Upstash-Signature")
     digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
     for key in keys:
         try:
@@ -36,8 +36,8 @@ def verify_signature(signature: str | None, body: bytes, url: str, keys: Sequenc
         except jwt.PyJWTError:
             continue  # the next key, during a rotation
         if claims["sub"] != url:
-            raise Unauthorized("the signature was made for another URL", field="Upstash-Signature")
+            raise BadSignature("the signature was made for another URL", field="Upstash-Signature")
         if not hmac.compare_digest(str(claims["body"]).rstrip("="), digest):
-            raise Unauthorized("the signature does not match the body", field="Upstash-Signature")
+            raise BadSignature("the signature does not match the body", field="Upstash-Signature")
         return
-    raise Unauthorized("the signature is not valid for the current or next signing key", field="Upstash-Signature")
+    raise BadSignature("the signature is not valid for the current or next signing key", field="Upstash-Signature")

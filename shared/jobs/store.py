@@ -24,7 +24,7 @@ from typing import Literal
 from shared import keys
 from shared.clock import Clock, RedisClock
 from shared.redis import RedisProvider, get_redis
-from shared.scripts import Script
+from shared.scripts import NOW_MS, Script
 
 # How long a claim outlives its run's timeout: the time to cancel the handler and send `finish`.
 CLAIM_GRACE_MS = 2_000
@@ -35,12 +35,9 @@ ClaimOutcome = Literal["claimed", "done", "busy"]
 # KEYS: 1 status record. ARGV: 1 now ms ("" = Redis TIME), 2 claim owner, 3 claim ms, 4 job, 5 TTL s,
 # 6 schedule id. Returns {outcome, now, attempts (claimed) | claim_until (busy) | state (done)}.
 CLAIM = Script(
-    """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+    NOW_MS
+    + """
+local now = now_ms(ARGV[1])
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'succeeded' or state == 'skipped' or state == 'dead' then return {'done', now, state} end
 if state == 'running' then
@@ -59,12 +56,9 @@ return {'claimed', now, attempts}
 # KEYS: 1 status record. ARGV: 1 now ms, 2 claim owner, 3 final state, 4 error ("" none), 5 TTL s.
 # Returns 1 when recorded, 0 when the claim was no longer this owner's.
 FINISH = Script(
-    """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+    NOW_MS
+    + """
+local now = now_ms(ARGV[1])
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
 local started = tonumber(redis.call('HGET', KEYS[1], 'started_ms') or now)
 redis.call('HSET', KEYS[1], 'state', ARGV[3], 'finished_ms', now, 'last_duration_ms', now - started,

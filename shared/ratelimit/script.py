@@ -22,15 +22,12 @@ minute is reset before it is counted again.
 
 from __future__ import annotations
 
-from shared.scripts import Script
+from shared.scripts import NOW_MS, Script
 
 DECIDE = Script(
-    """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+    NOW_MS
+    + """
+local now = now_ms(ARGV[1])
 local cost = tonumber(ARGV[2])
 local commit = ARGV[3] == 'check'
 local n = tonumber(ARGV[9])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from typing import Any
 
 from shared.jobs import JobContext, PermanentFailure, Retry, job
@@ -83,3 +84,18 @@ async def singleton(payload: dict[str, Any], ctx: JobContext) -> None:
 @job("test.singleton_retry", retries=3, timeout_s=5, singleton="retry")
 async def singleton_retry(payload: dict[str, Any], ctx: JobContext) -> None:
     await singleton.handler(payload, ctx)
+
+
+@job("test.webhook_effect", retries=3, timeout_s=5)
+async def webhook_effect(payload: dict[str, Any], ctx: JobContext) -> None:
+    """A webhook's job (tests/functions/test_webhooks_function.py): the delivery's body names the key."""
+    from shared.webhooks.receiver import payload_body
+
+    body = json.loads(payload_body(payload))
+    await effect({"key": body["key"]}, ctx)
+    await get_redis().hset(body["key"], "delivery_id", payload["delivery_id"])
+
+
+@job("test.webhook_fails", retries=1, timeout_s=5)
+async def webhook_fails(payload: dict[str, Any], ctx: JobContext) -> None:
+    raise RuntimeError(f"webhook job failing on purpose ({payload['source']})")

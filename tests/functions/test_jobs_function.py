@@ -117,6 +117,7 @@ def test_a_delivery_without_a_valid_signature_is_refused_and_runs_nothing(
     response = httpx.post(f"{stack.functions.url}/api/jobs/test.record", content=sent, headers=headers, timeout=10)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+    assert "www-authenticate" not in response.headers  # no bearer token would help a bad signature
     assert effects(redis, key) == 0
     assert stack.status(message_id) is None
 

@@ -14,18 +14,7 @@ cannot bring it back.
 
 from __future__ import annotations
 
-from shared.scripts import Script
-
-_NOW = """
-local function now_ms(arg)
-  local now = tonumber(arg)
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
-"""
+from shared.scripts import NOW_MS, Script
 
 # Turn an entry into a tombstone: out of every index, expiring when the entry would have.
 _BURY = """
@@ -83,7 +72,7 @@ end
 # tombstone) | expired (the letter, or its message, is older than the retention: its tombstone, if it
 # had one, may be gone, so it is not recorded again).
 RECORD = Script(
-    _NOW
+    NOW_MS
     + """
 local now = now_ms(ARGV[1])
 local id, job, retention = ARGV[2], ARGV[3], tonumber(ARGV[5])
@@ -119,7 +108,7 @@ return {'recorded', now}
 # KEYS: 1 the index to scan (all entries, or one job's). ARGV: as _SCAN. Returns {now, more (0/1),
 # {id, field, value, ...} per entry}.
 LIST = Script(
-    _NOW
+    NOW_MS
     + _SCAN
     + """
 local now = now_ms(ARGV[1])
@@ -137,7 +126,7 @@ return out
 # KEYS: 1 the index to scan. ARGV: as _SCAN (limit = the batch size). Buries at most `limit` matches;
 # returns {buried, more (0/1), score, id} (the position to resume from when there are more).
 PURGE = Script(
-    _NOW
+    NOW_MS
     + _BURY
     + _SCAN
     + """
@@ -165,7 +154,7 @@ return bury(ARGV[1], ARGV[3], tonumber(ARGV[2]))
 # of the first, so they all carry one deduplication id and QStash keeps one message. Per id: {id,
 # outcome, ...}: claimed (job, body, body_b64) | redriven (redriven_as) | busy | stuck | missing.
 CLAIM = Script(
-    _NOW
+    NOW_MS
     + """
 local now = now_ms(ARGV[1])
 local prefix, owner, claim_ms, window = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -201,7 +190,7 @@ return out
 # (nothing was published: dead again) | release (the publish may have happened: still redriving,
 # claim lapsed, so a redrive inside the window retries it with the same deduplication id).
 SETTLE = Script(
-    _NOW
+    NOW_MS
     + """
 local now = now_ms(ARGV[1])
 local prefix, owner = ARGV[2], ARGV[3]
@@ -232,7 +221,7 @@ return settled
 # 3 retention ms. Counts entries with last mark < failed_at < now (the first digest: the whole
 # retention); returns {now, mark ("" = none yet), job, count, job, count, ...}.
 DIGEST_COUNT = Script(
-    _NOW
+    NOW_MS
     + """
 local now = now_ms(ARGV[1])
 local mark = redis.call('GET', KEYS[2])
