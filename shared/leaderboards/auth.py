@@ -9,7 +9,7 @@ body is parsed, so a refused submission costs no parsing and changes nothing.
 
 Every offered value is compared with every configured one in constant time (`hmac.compare_digest`), so
 neither the time taken nor the answer tells which key or secret came close. Several keys or secrets at
-once allow rotation.
+once allow rotation. A bad signature or timestamp is a `BadSignature` (401 without a bearer challenge).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.errors import Unauthorized
+from shared.errors import BadSignature, Unauthorized
 from shared.leaderboards.boards import Board, get_board
 
 TOLERANCE_S = 300
@@ -59,7 +59,7 @@ def verify_submission(board: Board, headers: dict[str, str], body: bytes, now_s:
         )
     expected = [signature(secret, timestamp, body) for secret in board.signing_secrets]
     if not expected or not _any_matches(offered, expected):
-        raise Unauthorized("X-Signature does not match the body", field="header.x-signature")
+        raise BadSignature("X-Signature does not match the body", field="header.x-signature")
 
 
 @dataclass(frozen=True, slots=True)

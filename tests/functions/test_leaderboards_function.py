@@ -105,6 +105,7 @@ def test_signed_submissions_are_checked_before_anything_changes(stack: Stack) ->
     ]
     assert [r.status_code for r in refused] == [401] * 5
     assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
+    assert ["www-authenticate" in r.headers for r in refused] == [False, False, False, True, True]
     assert stack.http.get(f"/api/leaderboards/arena/members/{other}").status_code == 404
     assert submit(stack, "arena", score(member(), 1), key=OLD_KEY).status_code == 200  # rotation
 
