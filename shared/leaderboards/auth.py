@@ -44,7 +44,7 @@ def _any_matches(offered: str, expected: list[str]) -> bool:
 
 
 def verify_submission(board: Board, headers: dict[str, str], body: bytes, now_s: float) -> None:
-    """Raise `Unauthorized` unless the request carries a submit key or a fresh, valid signature."""
+    """Raise `Unauthorized` (or `BadSignature`) unless the request carries a submit key or a fresh, valid signature."""
     header = headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         if board.submit_keys and _any_matches(header[7:], board.submit_keys):
@@ -54,7 +54,7 @@ def verify_submission(board: Board, headers: dict[str, str], body: bytes, now_s:
     if not offered or not timestamp:
         raise Unauthorized("a submission needs `Authorization: Bearer <submit key>` or X-Signature and X-Timestamp")
     if not timestamp.isdigit() or len(timestamp) > 12 or abs(now_s - int(timestamp)) > TOLERANCE_S:
-        raise Unauthorized(
+        raise BadSignature(
             f"X-Timestamp must be Unix seconds within {TOLERANCE_S} s of now", field="header.x-timestamp"
         )
     expected = [signature(secret, timestamp, body) for secret in board.signing_secrets]
