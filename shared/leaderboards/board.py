@@ -142,6 +142,7 @@ class Leaderboard:
             encoded.decode(),
             keys.LEADERBOARD_SUBMISSION_TTL_S * 1000,
             *expiries,
+            *(f"{period}/{window_id}" for period, window_id, _ in windows),
         ]
         raw = await SUBMIT.run(self._redis(), script_keys, args)
         assert isinstance(raw, list)
@@ -149,17 +150,16 @@ class Leaderboard:
         if int(status) == 2:
             bounds = f"between {self.board.min_score} and {self.board.max_score}"
             raise InvalidInput(f"the score kept would not be {bounds}", field="body.score")
-        results = msgspec.json.decode(payload)
         standings = [
             Standing(
-                period=period,
-                window=window_id,
+                period=label.split("/", 1)[0],
+                window=label.split("/", 1)[1],
                 member=member,
                 score=from_units(int(kept)),
                 rank=rank,
                 improved=bool(improved),
             )
-            for (period, window_id, _), (kept, rank, improved) in zip(windows, results, strict=True)
+            for kept, rank, improved, label in msgspec.json.decode(payload)
         ]
         return Submission(member=member, replayed=int(status) == 1, standings=standings)
 

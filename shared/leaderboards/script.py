@@ -38,8 +38,9 @@ end
 
 # KEYS: submission, data, sequence, then (entries, index) per window (all-time first).
 # ARGV: order, member, units, policy, min units, max units, data ('' for none), submission TTL ms, then one
-# PEXPIREAT ms per window (0: never). Returns {0 new | 1 replay | 2 out of bounds, JSON of per-window
-# [units, rank, improved]} (units as strings: cjson prints numbers to 14 digits only).
+# PEXPIREAT ms per window (0: never), then one `<period>/<window>` label per window. Returns {0 new |
+# 1 replay | 2 out of bounds, JSON of per-window [units, rank, improved, label]} (units as strings: cjson
+# prints numbers to 14 digits only; the labels make a replay name the windows it was written to).
 SUBMIT = Script(
     _COMMON
     + """
@@ -82,7 +83,8 @@ for i = 1, windows do
     redis.call('PEXPIREAT', entries, expire_at)
     redis.call('PEXPIREAT', index, expire_at)
   end
-  out[i] = {string.format('%.0f', units_in(entry)), redis.call('ZRANK', entries, entry) + 1, improved}
+  local rank = redis.call('ZRANK', entries, entry) + 1
+  out[i] = {string.format('%.0f', units_in(entry)), rank, improved, ARGV[8 + windows + i]}
 end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], member, ARGV[7]) end
 local payload = cjson.encode(out)

@@ -254,3 +254,14 @@ def test_a_daylight_saving_day_closes_at_local_midnight() -> None:
     assert window_at("monthly", at_ms("2026-12-31T23:59:59-05:00"), zone).shifted(1).id == "2027-01"
     with pytest.raises(InvalidInput):
         parse_window("weekly", "2027-W53")  # 2027 has 52 ISO weeks
+
+
+async def test_a_replay_after_rollover_names_the_windows_it_was_written_to(redis: RedisClients) -> None:
+    clock = ManualClock(at_ms("2026-12-01T23:59:00+00:00"))
+    lb = board(redis, clock, periods=["daily"])
+    first = await lb.submit("alice", 7, submission_id="s-1")
+    clock.advance(120)
+    again = await lb.submit("alice", 7, submission_id="s-1")
+    assert again.replayed and again.standings == first.standings
+    assert [s.window for s in again.standings] == ["all", "2026-12-01"]
+    assert await lb.count(period="daily") == 0  # nothing written to the new day
