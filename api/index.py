@@ -63,6 +63,7 @@ app = FunctionRouter(
         "dlq": "functions.dlq",
         "health": "functions.health",
         "jobs": "functions.jobs",
+        "leaderboards": "functions.leaderboards",
         "ratelimit": "functions.ratelimit",
         "webhooks": "functions.webhooks",
     }

@@ -71,6 +71,7 @@ DLQ_RETENTION_VAR = "STASHKIT_DLQ_RETENTION_DAYS"
 WEBHOOK_SOURCES_VAR = "STASHKIT_WEBHOOK_SOURCES"
 CACHE_ORIGINS_VAR = "STASHKIT_CACHE_ORIGINS"
 CACHE_VARY_VAR = "STASHKIT_CACHE_VARY_HEADERS"
+LEADERBOARDS_VAR = "STASHKIT_LEADERBOARDS"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
@@ -79,6 +80,7 @@ ALL_VARIABLES = (
     RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
     WEBHOOK_SOURCES_VAR,
     CACHE_ORIGINS_VAR, CACHE_VARY_VAR,
+    LEADERBOARDS_VAR,
 )  # fmt: skip
 
 
@@ -291,3 +293,16 @@ def _origin_base(route: object, base: object) -> str:
             CACHE_ORIGINS_VAR, f"origin of {route!r} must be an http(s) URL without user, query or fragment"
         )
     return str(base).rstrip("/")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderboardSettings:
+    boards_json: str | None = None  # None: no boards (shared/leaderboards/boards.py validates the JSON)
+
+    def __repr__(self) -> str:  # the JSON holds submit keys and signing secrets
+        return f"LeaderboardSettings(boards_json={'***' if self.boards_json else None})"
+
+
+def leaderboard_settings(environ: Mapping[str, str] | None = None) -> LeaderboardSettings:
+    env = os.environ if environ is None else environ
+    return LeaderboardSettings(boards_json=env.get(LEADERBOARDS_VAR, "").strip() or None)

@@ -217,3 +217,56 @@ def cache_stats(namespace: str) -> str:
     """Hash of counters (hits, stale, misses, computes, refreshes, invalidations, ...). TTL:
     CACHE_STATS_TTL_S, refreshed by every write."""
     return f"{PREFIX}:{{cs:{namespace}}}:stats"
+
+
+# Leaderboards (shared/leaderboards/): every key of one board shares the tag `{lb:<board>}`, so one
+# script writes the all-time board and every period's window together (one round trip, one Cluster slot).
+# A window is a sorted set whose members are `<score key><sequence>:<member>` (all scored 0, ordered
+# byte-wise: shared/leaderboards/script.py says why) beside a hash member -> that entry.
+# A submission id is remembered a day: a client retrying within that replays the original result.
+LEADERBOARD_SUBMISSION_TTL_S = 86_400
+
+
+def leaderboard_tag(board: str) -> str:
+    return f"{{lb:{board}}}"
+
+
+def leaderboard_entries(board: str, period: str, window: str) -> str:
+    """Sorted set of one window's entries in rank order (period "all", window "all": the all-time board).
+    TTL: none for all-time; a period's window expires `keep_windows` windows after it closes (PEXPIREAT,
+    set by every write)."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:z:{period}:{window}"
+
+
+def leaderboard_index(board: str, period: str, window: str) -> str:
+    """Hash member -> its entry in `leaderboard_entries`. TTL: the same as its sorted set's."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:h:{period}:{window}"
+
+
+def leaderboard_archive(board: str, period: str, window: str) -> str:
+    """Sorted set of a closed window's top `archive_top` entries (the archive job). No TTL, on purpose:
+    an archive is the record of a closed window, and it is bounded (`archive_top` entries per window)."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:az:{period}:{window}"
+
+
+def leaderboard_archive_index(board: str, period: str, window: str) -> str:
+    """Hash member -> its entry in `leaderboard_archive`. No TTL: the same as its sorted set's."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:ah:{period}:{window}"
+
+
+def leaderboard_data(board: str) -> str:
+    """Hash member -> its data (small JSON). No TTL: it belongs to the all-time board, which never expires;
+    removing a member deletes its field."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:data"
+
+
+def leaderboard_sequence(board: str) -> str:
+    """The board's submission counter (the tie-break: who reached a score first). No TTL, on purpose: it
+    must never go back; if Redis loses it, the next submission reseeds it from Redis TIME in microseconds,
+    above every value issued before (as the lock counters do)."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:seq"
+
+
+def leaderboard_submission(board: str, submission_id: str) -> str:
+    """String: the JSON result of one submission, replayed for a repeat. TTL: LEADERBOARD_SUBMISSION_TTL_S."""
+    return f"{PREFIX}:{leaderboard_tag(board)}:sub:{submission_id}"

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypedDict
 from shared.config import jobs_settings
 from shared.errors import NotFound
 
-BUILTIN_MODULES = ("shared.jobs.builtin", "shared.webhooks.record")
+BUILTIN_MODULES = ("shared.jobs.builtin", "shared.webhooks.record", "shared.leaderboards.archive")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 Singleton = Literal["skip", "retry"]
 

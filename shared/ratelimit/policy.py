@@ -87,6 +87,9 @@ DEFAULT_POLICIES: dict[str, Policy] = {
     "login": Policy(limits=[Limit("fixed_window", 5, 60)], outage="fail_closed", timeout_ms=500),
     # Uploads: bursts of 5, one more every 2 s, and at most 2 at once per user.
     "uploads": Policy(limits=[Limit("token_bucket", 5, 2, refill=1)], concurrency=2, lease_ttl_s=60),
+    # Leaderboard submissions, per board and member (shared/leaderboards): a game posts a score when a
+    # round ends, so 5 in 10 s with at most 120 an hour passes any honest player and stops a flood.
+    "leaderboard_submit": Policy(limits=[Limit("sliding_window", 5, 10), Limit("fixed_window", 120, 3600)]),
 }
 
 

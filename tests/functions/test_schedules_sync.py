@@ -95,7 +95,7 @@ def test_sync_creates_updates_and_deletes_only_the_schedules_it_owns(stack: DlqS
     assert schedules[DLQ_DIGEST].cron == "0 * * * *" and schedules[DLQ_DIGEST].retries == 3
 
     status, lines = sync(stack, declared)  # nothing differs: nothing is sent
-    assert "changed 0 schedule(s); 3 unchanged, 0 conflict(s)" in lines[-1], lines
+    assert "changed 0 schedule(s); 4 unchanged, 0 conflict(s)" in lines[-1], lines  # 2 declared, 2 built in
 
     changed = [ticker("c1", "*/10 * * * *")]
     status, lines = sync(stack, changed, "--dry-run")

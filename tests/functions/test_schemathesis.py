@@ -38,7 +38,9 @@ STACK_TRACE = re.compile(r'Traceback \(most recent call last\)|File "[^"]+", lin
 # Values the schema cannot know (they are configuration): without them nearly every generated request
 # would stop at "no such policy" and never reach Redis. Valid cases use one half of the time.
 # Keys: the deny list's, a tier prefix's, and an ordinary one (TEST_POLICIES' "api" policy).
-KNOWN_VALUES = {"policy": sorted(TEST_POLICIES), "key": ["banned", "pk_pro_1", "user-1"]}
+KNOWN_VALUES = {"policy": sorted(TEST_POLICIES), "key": ["banned", "pk_pro_1", "user-1"], "board": ["arena"]}
+# A board for the leaderboards function (reads reach Redis; submissions stop at its signature check).
+LEADERBOARDS = {"arena": {"periods": ["daily", "weekly", "monthly"], "signing_secrets": ["schemathesis-secret-0"]}}
 
 
 def operations() -> list[Any]:
@@ -63,6 +65,7 @@ def functions_server(qstash_server: EmulatorProcess) -> Iterator[str]:
     redis = redis_server().start()
     gateway = start_gateway(f"redis://127.0.0.1:{redis.port}")
     env = {name: "" for name in ALL_VARIABLES} | function_environment(gateway, qstash_server)
+    env["STASHKIT_LEADERBOARDS"] = json.dumps(LEADERBOARDS)
     functions = start_functions(env)
     yield functions.url
     functions.process.stop()
