@@ -50,6 +50,7 @@ class MessageJson(FlowControlFields, total=False):
     callerIP: str
     retryDelayExpression: str
     label: str
+    labels: list[str]
     timeout: int
     retried: int
 
@@ -88,6 +89,7 @@ class LogEventJson(FlowControlFields, total=False):
     maxRetries: int
     retryDelayExpr: str  # not retryDelayExpression (reference G20)
     label: str
+    labels: list[str]
 
 
 def published_json(delivered: Delivered, with_url: bool, deduplicated: bool) -> PublishedJson:
@@ -159,7 +161,13 @@ def set_present(result: Mapping[str, object], pairs: Iterable[tuple[str, object 
             target[key] = value
 
 
-def _message_fields(message: Message) -> tuple[tuple[str, str | None], ...]:
+def label_fields(options: PublishOptions) -> tuple[tuple[str, object | None], ...]:
+    """`label` is the first of the labels, `labels` all of them; both absent without a label."""
+    labels = options.labels
+    return (("label", labels[0]), ("labels", list(labels))) if labels else ()
+
+
+def _message_fields(message: Message) -> tuple[tuple[str, object | None], ...]:
     """The optional fields a message and its log events both report (the retry expression's key differs)."""
     options = message.options
     return (
@@ -169,7 +177,7 @@ def _message_fields(message: Message) -> tuple[tuple[str, str | None], ...]:
         ("scheduleId", message.schedule_id),
         ("callback", options.callback),
         ("failureCallback", options.failure_callback),
-        ("label", options.label),
+        *label_fields(options),
     )
 
 
