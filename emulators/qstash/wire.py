@@ -135,15 +135,24 @@ def message_json(message: Message) -> MessageJson:
         "createdAt": int(message.created_ms),
         "callerIP": message.caller_ip,
         "retried": message.retried,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
     }
+    _headers_field(options, result)
     _body_fields(message.body, options.redaction, result)
     _optional(result, message)
     flow_control_fields(options, result)
     return result
 
 
+def _headers_field(options: PublishOptions, into: MessageJson | LogEventJson) -> None:
+    """`header` only when there are headers: QStash leaves empty optional fields out (issue #15)."""
+    headers = options.forwarded_map()
+    if headers:
+        into["header"] = shown_headers(headers, options.redaction)
+
+
 def _body_fields(body: bytes, redaction: Redaction, into: MessageJson) -> None:
+    if not body:
+        return  # left out, like every absent optional field
     if redaction.body:
         into["body"] = redacted(body)
         return
@@ -218,9 +227,10 @@ def event_json(event: LogEvent) -> LogEventJson:
         "url": message.url,
         "method": options.method,
         "maxRetries": options.retries,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
-        "body": redacted(message.body) if options.redaction.body else base64.b64encode(message.body).decode(),
     }
+    _headers_field(options, result)
+    if message.body:
+        result["body"] = redacted(message.body) if options.redaction.body else base64.b64encode(message.body).decode()
     _event_optional(result, event)
     flow_control_fields(options, result)
     if event.response is not None:

@@ -104,9 +104,11 @@ def schedule_json(schedule: Schedule, states: dict[str, ScheduleState]) -> Sched
         "retries": options.retries,
         "isPaused": schedule.paused,
         "callerIP": schedule.caller_ip,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
-        "lastScheduleStates": states,
+        "lastScheduleStates": states,  # the Python SDK requires it, even empty
     }
+    headers = options.forwarded_map()
+    if headers:
+        result["header"] = shown_headers(headers, options.redaction)
     _schedule_body(result, schedule)
     _schedule_optional(result, schedule)
     flow_control_fields(options, result)
