@@ -237,3 +237,18 @@ def test_no_filter_or_all_acts_on_everything(own_emulator: EmulatorProcess, dest
         assert qstash.message.cancel_all() == 1
     finally:
         qstash.http._client.close()
+
+
+def test_retry_headers_override_the_original_options(
+    qstash_server: EmulatorProcess, qstash: QStash, destination: Destination, path: str
+) -> None:
+    fail_into_dlq(qstash, destination, path, 2)
+    bad = qstash_server.call("POST", "/v2/dlq/retry", params={"label": path}, headers={"Upstash-Retries": "many"})
+    assert bad.status_code == 400 and "Upstash-Retries" in bad.json()["error"]
+    assert len(dlq_of(qstash, path)) == 2  # nothing retried
+    headers = {"Upstash-Retries": "2", "Upstash-Label": path + "-again", "Upstash-Delay": LATER}
+    retried = qstash_server.call("POST", "/v2/dlq/retry", params={"label": path}, headers=headers).json()
+    for response in retried["responses"]:
+        message = qstash.message.get(response["messageId"])
+        assert (message.max_retries, message.label) == (2, path + "-again")
+    assert qstash_server.call("DELETE", "/v2/messages", params={"label": path + "-again"}).json() == {"cancelled": 2}

@@ -5,11 +5,10 @@ A bulk action selects by `dlqIds` (query, or the Python SDK's JSON body `{"dlqId
 list filters, or everything when it has no filter (`all=true` says so explicitly, as the JS SDK's
 `{all: true}` means). `count` bounds how many one call handles; when more remain the reply carries a
 `cursor` for the next call, in the listing's order (newest first). Unknown parameters are refused.
+A retry keeps the message's options unless the request's configuration headers override them.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from emulators.qstash.api.filters import (
     DLQ_BULK_PARAMS,
@@ -24,9 +23,11 @@ from emulators.qstash.api.filters import (
 )
 from emulators.qstash.api.http import HttpRequest, Params, Reply, Route, int_param, string_list
 from emulators.qstash.api.publish import reply_for
+from emulators.qstash.api.retry_overrides import retried_options
 from emulators.qstash.engine import Emulator
 from emulators.qstash.errors import BadRequest, NotFound
 from emulators.qstash.model import DlqEntry, PublishRequest
+from emulators.qstash.options import PublishOptions
 from emulators.qstash.store import MAX_DLQ_ENTRIES
 from emulators.qstash.wire import dlq_json
 
@@ -90,13 +91,9 @@ def delete_many(emulator: Emulator, request: HttpRequest, params: Params) -> Rep
     return Reply(200, _with_cursor({"deleted": len(entries)}, cursor))
 
 
-def _republish(emulator: Emulator, entry: DlqEntry) -> Reply:
-    """Publish the message again with its original settings and remove it from the DLQ (openapi)."""
+def _republish(emulator: Emulator, entry: DlqEntry, options: PublishOptions) -> Reply:
+    """Publish the message again with `options` and remove it from the DLQ (openapi)."""
     message = entry.message
-    # Due now and not a duplicate of itself: the original timing and deduplication are spent.
-    options = replace(
-        message.options, delay_ms=0.0, not_before_ms=None, deduplication_id=None, content_based_deduplication=False
-    )
     again = PublishRequest(message.url, message.body, options, message.caller_ip, queue_name=message.queue_name)
     reply = reply_for(emulator.publish(again))
     emulator.store.dlq.pop(entry.dlq_id, None)
@@ -104,13 +101,20 @@ def _republish(emulator: Emulator, entry: DlqEntry) -> Reply:
 
 
 def retry_dlq(emulator: Emulator, request: HttpRequest, params: Params) -> Reply:
-    return Reply(201, _republish(emulator, _entry(emulator, params.text("id"))).payload)
+    entry = _entry(emulator, params.text("id"))
+    options = retried_options(entry.message.options, request.headers)
+    return Reply(201, _republish(emulator, entry, options).payload)
 
 
 def retry_many(emulator: Emulator, request: HttpRequest, params: Params) -> Reply:
     """`{"cursor"?, "responses": [{"messageId", "url"?, "deduplicated"?}, ...]}`: one per entry, in order."""
     entries, cursor = _selected(emulator, request)
-    responses = [_republish(emulator, entry).payload for entry in entries]
+    # Check the override headers once, before anything is published: a bad one touches nothing.
+    retried_options(PublishOptions(), request.headers)
+    responses = [
+        _republish(emulator, entry, retried_options(entry.message.options, request.headers)).payload
+        for entry in entries
+    ]
     return Reply(201, _with_cursor({"responses": responses}, cursor))
 
 
