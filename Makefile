@@ -21,7 +21,12 @@ help:
 	@echo "make bench   run every benchmark in bench/"
 	@echo "make package-lambda / deploy-lambda   Serverless v3 package / deploy (ARGS=\"--stage prod ...\")"
 
-setup: $(VENV)/.installed redis deploy-tools
+setup: $(VENV)/.installed $(VENV)/bin/qstash redis deploy-tools
+
+# `qstash`: the QStash emulator under the official dev binary's name and flags (`qstash dev -port 8080`),
+# for scripts and SDK dev modes that look for it on PATH (README, "The QStash emulator").
+$(VENV)/bin/qstash: emulators/qstash/launcher.py $(VENV)/.installed
+	$(PY) -m emulators.qstash.launcher $@
 
 # The deploy tool chain, pinned in package.json + package-lock.json: the vercel CLI and Serverless
 # Framework v3 with its Python plugin (tests/functions builds and runs both packages with them).

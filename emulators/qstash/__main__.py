@@ -1,5 +1,6 @@
 """`python -m emulators.qstash [--port 8080] [--host 127.0.0.1] [--token T] [--current-signing-key K1
---next-signing-key K2] [--time-scale F] [--route PREFIX=URL ...]`
+--next-signing-key K2] [--time-scale F] [--route PREFIX=URL ...]`, or
+`python -m emulators.qstash dev [-port P] ...`, the official binary's command line (dev.py).
 
 Defaults are the official dev server's (`qstash dev`, reference §7.2), so an app configured for it
 works unchanged.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 
 from emulators.qstash import gc_policy
 from emulators.qstash.app import QStashApp
@@ -20,6 +22,7 @@ from emulators.qstash.config import (
     DEFAULT_TOKEN,
     EmulatorConfig,
 )
+from emulators.qstash.dev import announce_when_listening, parse_dev_args
 from emulators.qstash.routing import Route, RouteTable
 from emulators.serve import configure_logging, serve
 
@@ -81,7 +84,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dev"]:  # the official binary's command line (dev.py)
+        dev_args, rest = parse_dev_args(argv[1:])
+        args = parse_args([*rest, "--port", str(dev_args.port)])
+        announce_when_listening(args.host, args.port)
+    else:
+        args = parse_args(argv)
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     config = EmulatorConfig(
         token=args.token,
         current_signing_key=args.current_signing_key,

@@ -85,6 +85,13 @@ class PublishOptions:
     label: str | None = None
     redaction: Redaction = NO_REDACTION
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """`Upstash-Label: a,b` carries several labels; QStash reports `label` (the first) and `labels`."""
+        if not self.label:
+            return ()
+        return tuple(part.strip() for part in self.label.split(",") if part.strip())
+
     def forwarded_map(self) -> HeaderMap:
         """The headers the destination receives besides QStash's own, as `{name: [values]}`."""
         result: HeaderMap = {}

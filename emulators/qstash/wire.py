@@ -50,6 +50,7 @@ class MessageJson(FlowControlFields, total=False):
     callerIP: str
     retryDelayExpression: str
     label: str
+    labels: list[str]
     timeout: int
     retried: int
 
@@ -88,6 +89,7 @@ class LogEventJson(FlowControlFields, total=False):
     maxRetries: int
     retryDelayExpr: str  # not retryDelayExpression (reference G20)
     label: str
+    labels: list[str]
 
 
 def published_json(delivered: Delivered, with_url: bool, deduplicated: bool) -> PublishedJson:
@@ -133,15 +135,24 @@ def message_json(message: Message) -> MessageJson:
         "createdAt": int(message.created_ms),
         "callerIP": message.caller_ip,
         "retried": message.retried,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
     }
+    _headers_field(options, result)
     _body_fields(message.body, options.redaction, result)
     _optional(result, message)
     flow_control_fields(options, result)
     return result
 
 
+def _headers_field(options: PublishOptions, into: MessageJson | LogEventJson) -> None:
+    """`header` only when there are headers: QStash leaves empty optional fields out (issue #15)."""
+    headers = options.forwarded_map()
+    if headers:
+        into["header"] = shown_headers(headers, options.redaction)
+
+
 def _body_fields(body: bytes, redaction: Redaction, into: MessageJson) -> None:
+    if not body:
+        return  # left out, like every absent optional field
     if redaction.body:
         into["body"] = redacted(body)
         return
@@ -159,7 +170,13 @@ def set_present(result: Mapping[str, object], pairs: Iterable[tuple[str, object 
             target[key] = value
 
 
-def _message_fields(message: Message) -> tuple[tuple[str, str | None], ...]:
+def label_fields(options: PublishOptions) -> tuple[tuple[str, object | None], ...]:
+    """`label` is the first of the labels, `labels` all of them; both absent without a label."""
+    labels = options.labels
+    return (("label", labels[0]), ("labels", list(labels))) if labels else ()
+
+
+def _message_fields(message: Message) -> tuple[tuple[str, object | None], ...]:
     """The optional fields a message and its log events both report (the retry expression's key differs)."""
     options = message.options
     return (
@@ -169,7 +186,7 @@ def _message_fields(message: Message) -> tuple[tuple[str, str | None], ...]:
         ("scheduleId", message.schedule_id),
         ("callback", options.callback),
         ("failureCallback", options.failure_callback),
-        ("label", options.label),
+        *label_fields(options),
     )
 
 
@@ -210,9 +227,10 @@ def event_json(event: LogEvent) -> LogEventJson:
         "url": message.url,
         "method": options.method,
         "maxRetries": options.retries,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
-        "body": redacted(message.body) if options.redaction.body else base64.b64encode(message.body).decode(),
     }
+    _headers_field(options, result)
+    if message.body:
+        result["body"] = redacted(message.body) if options.redaction.body else base64.b64encode(message.body).decode()
     _event_optional(result, event)
     flow_control_fields(options, result)
     if event.response is not None:

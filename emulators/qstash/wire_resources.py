@@ -8,7 +8,14 @@ from typing import Required, TypedDict
 from emulators.qstash.model import Queue, Schedule, UrlGroup
 from emulators.qstash.options import HeaderMap
 from emulators.qstash.scheduler import ScheduleState
-from emulators.qstash.wire import FlowControlFields, flow_control_fields, redacted, set_present, shown_headers
+from emulators.qstash.wire import (
+    FlowControlFields,
+    flow_control_fields,
+    label_fields,
+    redacted,
+    set_present,
+    shown_headers,
+)
 
 
 class QueueJson(TypedDict):
@@ -57,6 +64,7 @@ class ScheduleJson(FlowControlFields, total=False):
     error: str
     retryDelayExpression: str
     label: str
+    labels: list[str]
 
 
 def queue_json(queue: Queue, lag: int) -> QueueJson:
@@ -96,19 +104,27 @@ def schedule_json(schedule: Schedule, states: dict[str, ScheduleState]) -> Sched
         "retries": options.retries,
         "isPaused": schedule.paused,
         "callerIP": schedule.caller_ip,
-        "header": shown_headers(options.forwarded_map(), options.redaction),
-        "lastScheduleStates": states,
+        "lastScheduleStates": states,  # the Python SDK requires it, even empty
     }
-    if options.redaction.body:
-        result["body"] = redacted(schedule.body)
-    else:
-        try:
-            result["body"] = schedule.body.decode()
-        except UnicodeDecodeError:
-            result["bodyBase64"] = base64.b64encode(schedule.body).decode()
+    headers = options.forwarded_map()
+    if headers:
+        result["header"] = shown_headers(headers, options.redaction)
+    _schedule_body(result, schedule)
     _schedule_optional(result, schedule)
     flow_control_fields(options, result)
     return result
+
+
+def _schedule_body(result: ScheduleJson, schedule: Schedule) -> None:
+    if not schedule.body:
+        return  # QStash leaves `body` out of a schedule created without one
+    if schedule.options.redaction.body:
+        result["body"] = redacted(schedule.body)
+        return
+    try:
+        result["body"] = schedule.body.decode()
+    except UnicodeDecodeError:
+        result["bodyBase64"] = base64.b64encode(schedule.body).decode()
 
 
 def _schedule_optional(result: ScheduleJson, schedule: Schedule) -> None:
@@ -118,10 +134,9 @@ def _schedule_optional(result: ScheduleJson, schedule: Schedule) -> None:
         ("failureCallback", options.failure_callback),
         ("queueName", schedule.queue_name),
         ("error", schedule.error),
-        ("label", options.label),
         ("retryDelayExpression", options.retry_delay.text if options.retry_delay else None),
     )
-    set_present(result, pairs)
+    set_present(result, (*pairs, *label_fields(options)))
     times: tuple[tuple[str, float | None], ...] = (
         ("lastScheduleTime", schedule.last_tick_ms),
         ("nextScheduleTime", schedule.next_tick_ms),

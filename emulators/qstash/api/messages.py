@@ -1,19 +1,23 @@
 """`GET|DELETE /v2/messages/{id}` and bulk cancel `DELETE /v2/messages` (reference §3, G19).
 
 Bulk cancel takes ids from the JSON body `{"messageIds": [...]}` (what the SDK sends) or the
-`messageIds` query parameter; without ids, the filters (queueName, url, topicName, label, scheduleId,
-flowControlKey, callerIp, fromDate, toDate) select, and no filter at all cancels everything pending.
-Both answer 202 `{"cancelled": n}` (openapi).
+`messageIds` query parameter; without ids, the filters (queueName, url, topicName/urlGroup, label,
+scheduleId, flowControlKey, callerIp, host, path, fromDate, toDate; repeated values OR, filters AND)
+select, and no filter at all (or `all=true`) cancels everything pending, as the openapi says. `count`
+caps how many one call cancels. Unknown or empty parameters are refused with 400 (filters.py), so a
+typo cannot widen a cancel to everything. Both answer 202 `{"cancelled": n}` (openapi).
 """
 
 from __future__ import annotations
 
-from emulators.qstash.api.filters import MessageFilter
-from emulators.qstash.api.http import HttpRequest, Params, Reply, Route, multi_values, string_list
+from emulators.qstash.api.filters import CANCEL_PARAMS, MessageFilter, check_params, has_filter, wants_all
+from emulators.qstash.api.http import HttpRequest, Params, Reply, Route, int_param, multi_values, string_list
 from emulators.qstash.engine import Emulator
-from emulators.qstash.errors import NotFound
+from emulators.qstash.errors import BadRequest, NotFound
 from emulators.qstash.model import Message
 from emulators.qstash.wire import message_json
+
+MAX_CANCEL = 1_000_000  # `count` is optional: without it every match is cancelled (openapi)
 
 
 def _message(emulator: Emulator, message_id: str) -> Message:
@@ -35,14 +39,38 @@ def cancel_message(emulator: Emulator, request: HttpRequest, params: Params) -> 
 
 
 def cancel_many(emulator: Emulator, request: HttpRequest, params: Params) -> Reply:
-    ids = string_list(request.json_or_none(), "messageIds") or multi_values(request, "messageIds")
+    body_ids = string_list(request.json_or_none(), "messageIds")
+    if body_ids is not None:
+        if request.query:
+            raise BadRequest("messageIds in the body cannot be combined with query parameters")
+        return Reply(202, {"cancelled": _cancel(emulator, _by_id(emulator, body_ids))})
+    check_params(request, CANCEL_PARAMS)
+    wants_all(request)
+    count = int_param(request, "count", MAX_CANCEL, 1, MAX_CANCEL)
+    ids = multi_values(request, "messageIds")
     if ids:
-        targets = [m for m in (emulator.store.messages.get(i) for i in ids) if m is not None]
+        if has_filter(request):
+            raise BadRequest("messageIds cannot be combined with filters")
+        targets = _by_id(emulator, ids)
     else:
         selected = MessageFilter.from_query(request)
         targets = [m for m in emulator.store.pending_messages() if selected.matches(m)]
-    cancelled = sum(1 for message in targets if emulator.cancel(message))
-    return Reply(202, {"cancelled": cancelled})
+    return Reply(202, {"cancelled": _cancel(emulator, targets, count)})
+
+
+def _by_id(emulator: Emulator, ids: list[str]) -> list[Message]:
+    found = (emulator.store.messages.get(i) for i in dict.fromkeys(ids))
+    return [m for m in found if m is not None]
+
+
+def _cancel(emulator: Emulator, targets: list[Message], count: int = MAX_CANCEL) -> int:
+    """Cancel pending targets, oldest first, until `count` are cancelled."""
+    cancelled = 0
+    for message in targets:
+        if cancelled >= count:
+            break
+        cancelled += emulator.cancel(message)
+    return cancelled
 
 
 ROUTES = [
