@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
+from shared.config import RedisSettings
+from shared.redis import RedisClients
 from tests.emulators.qstash_fixtures import CURRENT_KEY, NEXT_KEY, EmulatorProcess
 from tests.servers import Process, RedisCluster, free_port, python_module, redis_server
 
@@ -50,6 +53,17 @@ def start_gateway(redis_url: str, *extra: str) -> Gateway:
         "emulators.redis_rest", port, "--redis-url", redis_url, "--token", GATEWAY_TOKEN, *extra
     ).start()
     return Gateway(f"http://127.0.0.1:{port}", GATEWAY_TOKEN, process, redis_url)
+
+
+@asynccontextmanager
+async def gateway_clients(handle: Gateway, timeout_s: float = 10) -> AsyncIterator[RedisClients]:
+    """The library's Redis client for a test gateway, closed afterwards (pytest turns unclosed sockets
+    into errors)."""
+    clients = RedisClients(RedisSettings(handle.url, handle.token), timeout_s=timeout_s)
+    try:
+        yield clients
+    finally:
+        await clients.aclose()
 
 
 @pytest.fixture(scope="session")

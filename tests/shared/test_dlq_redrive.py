@@ -18,14 +18,14 @@ from qstash.message import PublishResponse
 
 from shared import keys
 from shared.clock import ManualClock
-from shared.config import QStashSettings, RedisSettings
+from shared.config import QStashSettings
 from shared.jobs.dlq import DeadLetter, DeadLetters
 from shared.jobs.dlq.redrive import CLAIM_MS, TAKEOVER_WINDOW_MS, PublishJob, dedup_id
 from shared.jobs.dlq.scripts import CLAIM
 from shared.jobs.registry import JobOptions
 from shared.qstash import QStashClients
 from shared.redis import RedisClients
-from tests.conftest import PUBLIC_URL, Gateway
+from tests.conftest import PUBLIC_URL, Gateway, gateway_clients
 from tests.emulators.qstash_fixtures import EmulatorProcess, start_emulator
 
 
@@ -63,9 +63,8 @@ def publisher(qstash_clients: QStashClients, published: list[str]) -> PublishJob
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=10) as clients:
+        yield clients
 
 
 @pytest.fixture

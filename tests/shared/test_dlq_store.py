@@ -23,7 +23,7 @@ from shared.errors import InvalidInput
 from shared.jobs.dlq import DeadLetter, DeadLetters
 from shared.jobs.dlq.model import entry_id
 from shared.redis import RedisClients
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, gateway_clients, start_gateway
 from tests.servers import redis_server
 
 DAY_S = 86_400
@@ -44,9 +44,8 @@ async def call(clients: RedisClients, *command: object) -> Any:
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=10) as clients:
+        yield clients
 
 
 @pytest.fixture

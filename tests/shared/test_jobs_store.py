@@ -11,19 +11,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared.clock import ManualClock
-from shared.config import RedisSettings
 from shared.jobs.store import CLAIM_GRACE_MS, JobStore
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 
 START_MS = 1_800_000_000_000
 
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=5)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=5) as clients:
+        yield clients
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 from shared.clock import ManualClock
-from shared.config import RedisSettings
 from shared.errors import InvalidInput, NotFound
 from shared.leaderboards.archive import archive_closed_windows
 from shared.leaderboards.board import Leaderboard
 from shared.leaderboards.boards import Board, parse_window, to_units, window_at
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 
 
 def at_ms(text: str) -> int:
@@ -30,9 +29,8 @@ def at_ms(text: str) -> int:
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=10) as clients:
+        yield clients
 
 
 def board(redis: RedisClients, clock: ManualClock | None = None, **fields: Any) -> Leaderboard:

@@ -11,12 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import RedisSettings
 from shared.errors import InvalidInput
 from shared.leaderboards.board import Leaderboard
 from shared.leaderboards.boards import Board, Order, SubmitPolicy
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 
 LOW, HIGH = -50, 50  # the board's bounds: some submissions (and some increments) fall outside
 MEMBERS = [f"m{i}" for i in range(8)]
@@ -54,9 +53,8 @@ class Model:
 
 @pytest.fixture(scope="module")
 async def redis(gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(gateway.url, gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(gateway, timeout_s=10) as clients:
+        yield clients
 
 
 scores = st.one_of(st.integers(LOW - 10, HIGH + 10), st.integers(-200, 200).map(lambda n: n / 4))

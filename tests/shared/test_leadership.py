@@ -17,7 +17,7 @@ from shared.errors import RedisUnavailable, StaleToken
 from shared.locks.fencing import fenced_set
 from shared.locks.leader import Leadership
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 from tests.servers import free_port
 
 START_MS = 1_800_000_000_000
@@ -25,9 +25,8 @@ START_MS = 1_800_000_000_000
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=10) as clients:
+        yield clients
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from shared.errors import LockNotAcquired, RedisUnavailable, StaleToken
 from shared.locks.fencing import FencedScript, fenced_set
 from shared.locks.lock import RETRY_CAP_MS, FencedLock
 from shared.redis import RedisClients, RedisPipeline
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, gateway_clients, start_gateway
 from tests.servers import free_port, redis_server
 
 START_MS = 1_800_000_000_000  # far from any real "now"
@@ -33,9 +33,8 @@ FAIL = FencedScript("redis.call('RPUSH', KEYS[1], ARGV[1]); return redis.call('I
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=10)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=10) as clients:
+        yield clients
 
 
 @pytest.fixture

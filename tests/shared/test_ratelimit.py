@@ -23,7 +23,7 @@ from shared.ratelimit.http import decision_headers
 from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.policy import Limit, Policy
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 from tests.servers import free_port
 
 START_MS = 1_800_000_000_000  # a minute boundary, far from any real "now"
@@ -52,9 +52,8 @@ POLICIES = {
 
 @pytest.fixture
 async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(any_gateway.url, any_gateway.token), timeout_s=5)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(any_gateway, timeout_s=5) as clients:
+        yield clients
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 from starlette.requests import Request
 
 from shared import keys
-from shared.config import HttpSettings, RedisSettings
+from shared.config import HttpSettings
 from shared.http import Api, create_app
 from shared.ratelimit.http import RateLimit, by_header, by_route, combine
 from shared.ratelimit.limiter import RateLimiter
 from shared.ratelimit.policy import Limit, Policy
 from shared.redis import RedisClients
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_clients
 
 POLICIES = {
     "demo": Policy(limits=[Limit("fixed_window", 2, 60)], timeout_ms=5000),
@@ -56,9 +56,8 @@ def limited_api(limiter: RateLimiter) -> Api:
 
 @pytest.fixture
 async def redis(gateway: Gateway) -> AsyncIterator[RedisClients]:
-    clients = RedisClients(RedisSettings(gateway.url, gateway.token), timeout_s=5)
-    yield clients
-    await clients.aclose()
+    async with gateway_clients(gateway, timeout_s=5) as clients:
+        yield clients
 
 
 @pytest.fixture
