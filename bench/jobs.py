@@ -29,12 +29,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.http_client import machine  # noqa: E402
-from emulators.qstash.config import DEFAULT_CURRENT_SIGNING_KEY, DEFAULT_NEXT_SIGNING_KEY, DEFAULT_TOKEN  # noqa: E402
-from tests.servers import Process, free_port, python_module, redis_server  # noqa: E402
+from bench.stack import LocalStack  # noqa: E402
+from emulators.qstash.config import DEFAULT_TOKEN  # noqa: E402
 
 PUBLIC_URL = "https://stashkit.bench"
 BARE_URL = "https://bare.bench"
-REDIS_TOKEN = "bench-token"
 TARGET_ROUND_TRIPS = 2
 JOBS_MODULE = """
 from shared.jobs import job
@@ -59,48 +58,7 @@ app = Starlette(routes=[Route("/api/jobs/bench.noop", bare, methods=["POST"])])
 """
 
 
-class Stack:
-    def __init__(self, workdir: Path) -> None:
-        self.processes: list[Process] = []
-        self.workdir = workdir
-        (workdir / "bench_jobs.py").write_text(JOBS_MODULE)
-        (workdir / "bare_app.py").write_text(BARE_APP)
-
-    def start(self) -> None:
-        node = self._run(redis_server())
-        self.gateway_port, self.qstash_port = free_port(), free_port()
-        self.functions_port, bare_port = free_port(), free_port()
-        redis_url = f"redis://127.0.0.1:{node.port}"
-        self._run(python_module("emulators.redis_rest", self.gateway_port, "--redis-url", redis_url, "--token",
-                                REDIS_TOKEN))  # fmt: skip
-        routes = [f"{PUBLIC_URL}=http://127.0.0.1:{self.functions_port}", f"{BARE_URL}=http://127.0.0.1:{bare_port}"]
-        self._run(python_module("emulators.qstash", self.qstash_port, *(a for r in routes for a in ("--route", r))))
-        env = {
-            "UPSTASH_REDIS_REST_URL": f"http://127.0.0.1:{self.gateway_port}",
-            "UPSTASH_REDIS_REST_TOKEN": REDIS_TOKEN,
-            "QSTASH_URL": f"http://127.0.0.1:{self.qstash_port}",
-            "QSTASH_TOKEN": DEFAULT_TOKEN,
-            "QSTASH_CURRENT_SIGNING_KEY": DEFAULT_CURRENT_SIGNING_KEY,
-            "QSTASH_NEXT_SIGNING_KEY": DEFAULT_NEXT_SIGNING_KEY,
-            "STASHKIT_PUBLIC_URL": PUBLIC_URL,
-            "STASHKIT_JOB_MODULES": "bench_jobs",
-            "PYTHONPATH": str(self.workdir),
-        }
-        self._run(python_module("emulators.functions_server", self.functions_port, env=env))
-        bare = [sys.executable, "-m", "uvicorn", "--app-dir", str(self.workdir), "bare_app:app", "--port",
-                str(bare_port), "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
-        self._run(Process(bare, bare_port))
-
-    def _run(self, process: Process) -> Process:
-        self.processes.append(process.start())
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-
-
-async def one_round(http: httpx.AsyncClient, stack: Stack, base_url: str, jobs: int, parallelism: int) -> float:
+async def one_round(http: httpx.AsyncClient, stack: LocalStack, base_url: str, jobs: int, parallelism: int) -> float:
     """Seconds from resuming a paused queue holding `jobs` messages to the last delivery."""
     queue = f"bench-{time.monotonic_ns()}"
     await http.post("/v2/queues", json={"queueName": queue, "parallelism": parallelism, "paused": True})
@@ -117,13 +75,7 @@ async def one_round(http: httpx.AsyncClient, stack: Stack, base_url: str, jobs: 
     return time.perf_counter() - started
 
 
-def gateway_requests(port: int) -> int:
-    stats = httpx.get(f"http://127.0.0.1:{port}/__stats", headers={"Authorization": f"Bearer {REDIS_TOKEN}"})
-    total: int = stats.json()["total"]["requests"]
-    return total
-
-
-async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack.qstash_port}", headers=headers) as http:
         await one_round(http, stack, PUBLIC_URL, 20, args.parallelism)  # warm-up: imports, scripts loaded
@@ -131,9 +83,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         times: dict[str, list[float]] = {"stashkit": [], "bare": []}
         round_trips: list[float] = []
         for _ in range(args.rounds):
-            before = gateway_requests(stack.gateway_port)
+            before = stack.gateway_requests()
             times["stashkit"].append(await one_round(http, stack, PUBLIC_URL, args.jobs, args.parallelism))
-            round_trips.append((gateway_requests(stack.gateway_port) - before) / args.jobs)
+            round_trips.append((stack.gateway_requests() - before) / args.jobs)
             times["bare"].append(await one_round(http, stack, BARE_URL, args.jobs, args.parallelism))
     return {"times": times, "round_trips": round_trips}
 
@@ -145,9 +97,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stashkit-bench-jobs-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = LocalStack(Path(tmp), PUBLIC_URL)
+        stack.write("bench_jobs", JOBS_MODULE)
+        stack.write("bare_app", BARE_APP)
         try:
-            stack.start()
+            stack.start({"STASHKIT_JOB_MODULES": "bench_jobs"}, bare_app="bare_app:app", bare_url=BARE_URL)
             result = asyncio.run(measure(stack, args))
         finally:
             stack.stop()

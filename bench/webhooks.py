@@ -26,16 +26,12 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.http_client import HttpConnection, machine  # noqa: E402
-from emulators.qstash.config import DEFAULT_CURRENT_SIGNING_KEY, DEFAULT_NEXT_SIGNING_KEY, DEFAULT_TOKEN  # noqa: E402
-from tests.servers import Process, free_port, python_module, redis_server  # noqa: E402
+from bench.stack import LocalStack  # noqa: E402
 
 PUBLIC_URL = "https://stashkit.bench"
-REDIS_TOKEN = "bench-token"
 SECRET = "bench-webhook-secret"
 QUEUE = "bench-webhooks"
 TARGET_ROUND_TRIPS = 1
@@ -67,53 +63,6 @@ app = Starlette(routes=[Route("/api/webhooks/bench", bare, methods=["POST"])])
 """
 
 
-class Stack:
-    def __init__(self, workdir: Path) -> None:
-        self.processes: list[Process] = []
-        self.workdir = workdir
-        (workdir / "bench_webhook_jobs.py").write_text(JOBS_MODULE)
-        (workdir / "bare_webhooks.py").write_text(BARE_APP)
-
-    def start(self) -> None:
-        node = self._run(redis_server())
-        self.gateway_port, self.qstash_port = free_port(), free_port()
-        self.functions_port, self.bare_port = free_port(), free_port()
-        redis_url = f"redis://127.0.0.1:{node.port}"
-        self._run(python_module("emulators.redis_rest", self.gateway_port, "--redis-url", redis_url, "--token",
-                                REDIS_TOKEN))  # fmt: skip
-        route = f"{PUBLIC_URL}=http://127.0.0.1:{self.functions_port}"
-        self._run(python_module("emulators.qstash", self.qstash_port, "--route", route))
-        env = {
-            "UPSTASH_REDIS_REST_URL": f"http://127.0.0.1:{self.gateway_port}",
-            "UPSTASH_REDIS_REST_TOKEN": REDIS_TOKEN,
-            "QSTASH_URL": f"http://127.0.0.1:{self.qstash_port}",
-            "QSTASH_TOKEN": DEFAULT_TOKEN,
-            "QSTASH_CURRENT_SIGNING_KEY": DEFAULT_CURRENT_SIGNING_KEY,
-            "QSTASH_NEXT_SIGNING_KEY": DEFAULT_NEXT_SIGNING_KEY,
-            "STASHKIT_PUBLIC_URL": PUBLIC_URL,
-            "STASHKIT_JOB_MODULES": "bench_webhook_jobs",
-            "STASHKIT_WEBHOOK_SOURCES": json.dumps(
-                {"bench": {"scheme": "github", "secrets": [SECRET], "job": "bench.webhook"}}
-            ),
-            "PYTHONPATH": str(self.workdir),
-        }
-        self._run(python_module("emulators.functions_server", self.functions_port, env=env))
-        bare = [sys.executable, "-m", "uvicorn", "--app-dir", str(self.workdir), "bare_webhooks:app", "--port",
-                str(self.bare_port), "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
-        self._run(Process(bare, self.bare_port))
-        qstash = httpx.post(f"http://127.0.0.1:{self.qstash_port}/v2/queues", json={"queueName": QUEUE, "paused": True},
-                            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"})  # fmt: skip
-        qstash.raise_for_status()
-
-    def _run(self, process: Process) -> Process:
-        self.processes.append(process.start())
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-
-
 def signed_requests(connection: HttpConnection, count: int) -> list[bytes]:
     """`count` ready-to-send GitHub deliveries, each with its own delivery id (all accepted)."""
     requests = []
@@ -140,22 +89,16 @@ async def one_round(port: int, count: int) -> list[float]:
         connection.close()
 
 
-def gateway_requests(port: int) -> int:
-    stats = httpx.get(f"http://127.0.0.1:{port}/__stats", headers={"Authorization": f"Bearer {REDIS_TOKEN}"})
-    total: int = stats.json()["total"]["requests"]
-    return total
-
-
-async def measure(stack: Stack, deliveries: int, rounds: int) -> tuple[list[float], list[float], list[float]]:
+async def measure(stack: LocalStack, deliveries: int, rounds: int) -> tuple[list[float], list[float], list[float]]:
     await one_round(stack.functions_port, 20)  # warm-up: imports, the script loaded, connections open
     await one_round(stack.bare_port, 20)
     ours: list[float] = []
     bare: list[float] = []
     round_trips: list[float] = []
     for _ in range(rounds):
-        before = gateway_requests(stack.gateway_port)
+        before = stack.gateway_requests()
         ours += await one_round(stack.functions_port, deliveries)
-        round_trips.append((gateway_requests(stack.gateway_port) - before) / deliveries)
+        round_trips.append((stack.gateway_requests() - before) / deliveries)
         bare += await one_round(stack.bare_port, deliveries)
     return ours, bare, round_trips
 
@@ -170,9 +113,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stashkit-bench-webhooks-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = LocalStack(Path(tmp), PUBLIC_URL)
+        stack.write("bench_webhook_jobs", JOBS_MODULE)
+        stack.write("bare_webhooks", BARE_APP)
+        sources = {"bench": {"scheme": "github", "secrets": [SECRET], "job": "bench.webhook"}}
+        env = {"STASHKIT_JOB_MODULES": "bench_webhook_jobs", "STASHKIT_WEBHOOK_SOURCES": json.dumps(sources)}
         try:
-            stack.start()
+            stack.start(env, bare_app="bare_webhooks:app")
+            # The job's queue stays paused: no job run competes with the deliveries being timed.
+            stack.qstash("POST", "/v2/queues", json={"queueName": QUEUE, "paused": True}).raise_for_status()
             ours, bare, round_trips = asyncio.run(measure(stack, args.deliveries, args.rounds))
         finally:
             stack.stop()
