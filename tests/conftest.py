@@ -94,6 +94,17 @@ def cluster_gateway(redis_cluster: RedisCluster) -> Iterator[Gateway]:
     handle.process.stop()
 
 
+@pytest.fixture(scope="module")
+def private_gateway() -> Iterator[Gateway]:
+    """A redis-server and gateway of the test module's own, for tests that must count or flush
+    everything in it (a digest, a purge of every entry) without touching the shared servers."""
+    node = redis_server().start()
+    handle = start_gateway(f"redis://127.0.0.1:{node.port}")
+    yield handle
+    handle.process.stop()
+    node.stop()
+
+
 @pytest.fixture(scope="session", params=["single", pytest.param("cluster", marks=pytest.mark.cluster)])
 def any_gateway(request: pytest.FixtureRequest) -> Gateway:
     """The same test against a single redis-server and against the Cluster."""

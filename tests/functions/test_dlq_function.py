@@ -21,7 +21,7 @@ from qstash import QStash
 from upstash_redis import Redis
 
 from shared.jobs.dlq.model import entry_id
-from tests.conftest import PUBLIC_URL, Gateway, start_gateway
+from tests.conftest import PUBLIC_URL, Gateway
 from tests.emulators.qstash_fixtures import NEXT_KEY, eventually, publish_one, wait_until
 from tests.functions.dlq_stack import (
     WAIT_S,
@@ -30,16 +30,7 @@ from tests.functions.dlq_stack import (
     sign,
     start_dlq_stack,
 )
-from tests.servers import Process, free_port, redis_server
-
-
-@pytest.fixture(scope="module")
-def private_gateway() -> Iterator[Gateway]:
-    node: Process = redis_server().start()
-    gateway = start_gateway(f"redis://127.0.0.1:{node.port}")
-    yield gateway
-    gateway.process.stop()
-    node.stop()
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")

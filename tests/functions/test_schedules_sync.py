@@ -19,21 +19,11 @@ from qstash.schedule import ScheduleState
 from upstash_redis import Redis
 
 from shared.jobs.builtin import DLQ_DIGEST
-from tests.conftest import PUBLIC_URL, Gateway, start_gateway
+from tests.conftest import PUBLIC_URL, Gateway
 from tests.emulators.qstash_fixtures import Destination, eventually, wait_until
 from tests.functions.dlq_stack import WAIT_S, DlqStack, failure_callback, sign, start_dlq_stack
-from tests.servers import redis_server
 
 JOBS = PUBLIC_URL + "/api/jobs/"
-
-
-@pytest.fixture(scope="module")
-def private_gateway() -> Iterator[Gateway]:
-    node = redis_server().start()
-    gateway = start_gateway(f"redis://127.0.0.1:{node.port}")
-    yield gateway
-    gateway.process.stop()
-    node.stop()
 
 
 @pytest.fixture(scope="module")

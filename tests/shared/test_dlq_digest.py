@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,18 +15,8 @@ from shared.config import RedisSettings
 from shared.jobs.dlq import DeadLetter, DeadLetters
 from shared.jobs.dlq.digest import send_digest
 from shared.redis import RedisClients
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway
 from tests.emulators.qstash_fixtures import Destination
-from tests.servers import redis_server
-
-
-@pytest.fixture(scope="module")
-def private_gateway() -> Iterator[Gateway]:
-    node = redis_server().start()
-    gateway = start_gateway(f"redis://127.0.0.1:{node.port}")
-    yield gateway
-    gateway.process.stop()
-    node.stop()
 
 
 @pytest.fixture

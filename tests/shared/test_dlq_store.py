@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,8 +23,7 @@ from shared.errors import InvalidInput
 from shared.jobs.dlq import DeadLetter, DeadLetters
 from shared.jobs.dlq.model import entry_id
 from shared.redis import RedisClients
-from tests.conftest import Gateway, gateway_clients, start_gateway
-from tests.servers import redis_server
+from tests.conftest import Gateway, gateway_clients
 
 DAY_S = 86_400
 
@@ -51,15 +50,6 @@ async def redis(any_gateway: Gateway) -> AsyncIterator[RedisClients]:
 @pytest.fixture
 def letters(redis: RedisClients) -> DeadLetters:
     return DeadLetters(redis=redis.get, retention_days=30)
-
-
-@pytest.fixture(scope="module")
-def private_gateway() -> Iterator[Gateway]:
-    node = redis_server().start()
-    gateway = start_gateway(f"redis://127.0.0.1:{node.port}")
-    yield gateway
-    gateway.process.stop()
-    node.stop()
 
 
 @pytest.fixture
