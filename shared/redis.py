@@ -5,16 +5,17 @@ One client for the running event loop, created on first use and reused by every 
 is one client for the life of the container; a new loop gets a new client, so no call ever pays the
 SDK's 3 s retry after a loop change (reference §2, G10).
 
-The SDK's httpx client is replaced by one with this library's boundary in its transport:
-- a timeout (the SDK has none, so a stalled endpoint would hang the function until the platform kills
-  it: G9);
+The client is the SDK's `Redis` with what carries its requests replaced (shared/redis_http.py): a small
+asyncio HTTP/1.1 client instead of httpx, for a fraction of httpx's CPU per call, with this library's
+boundary:
+- a deadline on every request (the SDK has none, so a stalled endpoint would hang the function until
+  the platform kills it: G9);
 - one count per round trip, into the request's metrics (shared/metrics.py) for the request log;
-- **the one mapping of failures** (shared/transport.py, in the style of httpx's
-  `map_httpcore_exceptions`): a refused, reset or timed-out connection, or an endpoint answering 5xx,
-  becomes `RedisUnavailable`; everything else stays what it is. The SDK re-raises whatever its
-  transport raised (retries are off), so every caller of `get_redis()` sees mapped errors. A Redis
-  reply error (`UpstashError('WRONGTYPE ...')`, a 400 from the endpoint) is a bug in the caller's data
-  or code, never an outage: it propagates and becomes a logged 500, never a fail-open "allow".
+- **the one mapping of failures**: a refused, reset or timed-out connection, or an endpoint answering
+  5xx, becomes `RedisUnavailable`; everything else stays what it is. A Redis reply error
+  (`UpstashError('WRONGTYPE ...')`, a 400 from the endpoint) is a bug in the caller's data or code,
+  never an outage: it propagates and becomes a logged 500, never a fail-open "allow";
+- opt-in auto-pipelining (`pipelined()`, `RedisClients(auto_pipeline=True)`).
 
 Library code depends on `RedisClient`, the two calls it makes, so tests and other transports can be
 injected instead of patching this module.
@@ -24,22 +25,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-import httpx
 from upstash_redis.asyncio import Redis
+from upstash_redis.commands import AsyncJsonCommands, AsyncSearchCommands
+from upstash_redis.http import make_headers
 
 from shared import transport
 from shared.config import RedisSettings, http_settings, redis_settings
-from shared.errors import RedisUnavailable
-from shared.metrics import count_redis_round_trip
+from shared.redis_http import RestHttp, pipelined, unavailable_on_failure
 
-# Connections to the REST endpoint per process, all kept alive. Small on purpose: httpcore scans every
-# pooled connection for each queued request, so 32 requests in flight through 8 connections ran 928
-# calls/s here against 548 through the SDK's default pool (100, 20 kept alive); Lambda sends one
-# request at a time per instance anyway, Vercel Fluid a few.
-POOL_SIZE = 8
+__all__ = ["RedisClient", "RedisClients", "RedisPipeline", "close_redis", "get_redis", "pipelined", "redis_deadline"]
+
+# Requests in flight to the REST endpoint per client (per event loop), each on its own kept-alive
+# connection; more wait for a free one. Lambda sends one request at a time per instance, Vercel Fluid a
+# few; auto-pipelining folds a handler's concurrent reads into one.
+POOL_SIZE = 16
 
 
 class RedisPipeline(Protocol):
@@ -64,38 +66,51 @@ class RedisClient(Protocol):
 RedisProvider = Callable[[], RedisClient]
 
 
-def map_transport_errors() -> AbstractContextManager[None]:
-    """Map what is known to be a Redis outage to `RedisUnavailable`; re-raise everything else."""
-    return transport.map_transport_errors(RedisUnavailable, "Redis")
-
-
 @asynccontextmanager
 async def redis_deadline(timeout_s: float) -> AsyncIterator[None]:
     """Bound Redis calls by a caller's own deadline (a rate-limit policy's `timeout_ms`); running out
     of it is an outage, like a lost connection."""
-    with map_transport_errors():
+    with unavailable_on_failure():
         async with asyncio.timeout(timeout_s):
             yield
 
 
-def _instrument(client: Redis, timeout_s: float) -> Redis:
-    """Swap the SDK's httpx client for one with a timeout, a small pool kept alive (POOL_SIZE), and the
-    boundary transport. Pinned SDK internals (upstash-redis 1.8.0: AsyncHttpClient._client);
-    tests/shared/test_redis.py fails if they move."""
-    # Connect, read and write are bounded; waiting for a free pooled connection is not (that is local
-    # queueing under load, which callers bound with their own deadline, e.g. a rate-limit policy's).
-    limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
-    boundary = transport.BoundaryTransport(RedisUnavailable, "Redis", count_redis_round_trip, limits)
-    client._http._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, pool=None), transport=boundary)
-    return client
+class _Redis(Redis):
+    """The SDK's `Redis`, its requests carried by `RestHttp`.
+
+    Sets what `Redis.__init__` sets (upstash-redis 1.8.0: base64 responses, telemetry headers,
+    read-your-writes), except the httpx client that constructor builds: building one loads a CA bundle
+    into an SSL context, tens of milliseconds at every cold start, for a client never used.
+    tests/shared/test_redis_http.py compares the two objects and fails if the SDK's internals move.
+    """
+
+    def __init__(self, url: str, token: str, *, timeout_s: float, auto_pipeline: bool) -> None:
+        self._url = url
+        self._read_your_writes = True
+        self._sync_token = ""
+        self._allow_telemetry = True
+        self._headers = make_headers(token, "base64", allow_telemetry=True)
+        self._json = AsyncJsonCommands(self)
+        self._search = AsyncSearchCommands(self)
+        self._http = RestHttp(  # type: ignore[assignment]
+            url,
+            "base64",
+            self._update_sync_token,
+            timeout_s=timeout_s,
+            max_connections=POOL_SIZE,
+            auto_pipeline=auto_pipeline,
+        )
 
 
 class RedisClients:
     """The client for one Redis endpoint, bound to the running event loop (`transport.LoopLocal`)."""
 
-    def __init__(self, settings: RedisSettings | None = None, timeout_s: float | None = None) -> None:
+    def __init__(
+        self, settings: RedisSettings | None = None, timeout_s: float | None = None, *, auto_pipeline: bool = False
+    ) -> None:
         self._settings = settings
         self._timeout_s = timeout_s
+        self._auto_pipeline = auto_pipeline
         self._clients = transport.LoopLocal(self._new_client)
 
     @property
@@ -107,11 +122,13 @@ class RedisClients:
     def _new_client(self) -> Redis:
         if self._timeout_s is None:
             self._timeout_s = http_settings().redis_timeout_s
-        # No SDK-level retry: it resends after a lost reply, so an INCR or a rate-limit script could
-        # count twice, and its fixed 3 s pause outlasts most function budgets (§9). Callers that can
-        # safely retry do so themselves.
-        client = Redis(self.settings.rest_url, self.settings.rest_token, rest_retries=0)
-        return _instrument(client, self._timeout_s)
+        # No retry: a resend after a lost reply could count an INCR or a rate-limit script twice, and
+        # the SDK's fixed 3 s pause outlasts most function budgets (§9). Callers that can safely retry
+        # do so themselves.
+        settings = self.settings
+        return _Redis(
+            settings.rest_url, settings.rest_token, timeout_s=self._timeout_s, auto_pipeline=self._auto_pipeline
+        )
 
     def get(self) -> Redis:
         return self._clients.get()
