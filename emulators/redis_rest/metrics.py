@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from emulators.redis_rest.pubsub import HubFigures
 
 PREFIX = "stashkit_gateway"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format every Prometheus reads (what prometheus-client's own server answers by default);
+# our names need none of 1.0.0's escaping.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 # Endpoint kinds, the `endpoint` label: `path` is Upstash's path form (`GET /get/key`).
 ENDPOINTS = ("command", "path", "pipeline", "multi-exec", "subscribe", "psubscribe", "__stats", "__metrics", "unknown")
 # From 0.1 ms (a loopback GET) to the default --command-timeout of 30 s.

@@ -221,7 +221,6 @@ async def test_a_reader_that_stops_reading_is_disconnected_and_others_keep_recei
             await reader.next()
             await wait_for_open_subscriptions(gateway, 2)
             rss_before = gateway_rss_kib(gateway)
-            received = 0
             headers = {"Authorization": f"Bearer {gateway.token}"}
             async with httpx.AsyncClient(base_url=gateway.url, headers=headers) as publisher:
                 for _ in range(batches):
@@ -229,8 +228,6 @@ async def test_a_reader_that_stops_reading_is_disconnected_and_others_keep_recei
                     assert (await publisher.post("/pipeline", json=body)).status_code == 200
                     for _ in range(per_batch):  # the healthy reader keeps up, well within its buffer
                         assert await reader.next(timeout_s=10) == f"data: message,{channel},{payload}"
-                        received += 1
-            assert received == batches * per_batch
             await wait_for_open_subscriptions(gateway, 1)  # the stalled one was closed
             assert gateway_rss_kib(gateway) - rss_before < 12 * 1024  # it never held the 30 MB
         stalled.settimeout(5)
