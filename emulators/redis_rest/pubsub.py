@@ -228,6 +228,9 @@ class PubSubHub:
         except ProtocolConfusion as exc:
             log.warning("pub/sub connection dropped: %s", exc)
             self._lost(connection, str(exc))
+        except Exception:  # a bug: end the streams rather than leave them waiting for nothing
+            log.exception("pub/sub reader failed")
+            self._lost(connection, "internal gateway error (see the gateway's log)")
 
     def _dispatch(self, reply: Reply) -> None:
         # [b"message", channel, payload], [b"pmessage", pattern, channel, payload], [b"subscribe", name, n] ...
