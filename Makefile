@@ -29,7 +29,8 @@ $(VENV)/bin/qstash: emulators/qstash/launcher.py $(VENV)/.installed
 	$(PY) -m emulators.qstash.launcher $@
 
 # The deploy tool chain, pinned in package.json + package-lock.json: the vercel CLI and Serverless
-# Framework v3 with its Python plugin (tests/functions builds and runs both packages with them).
+# Framework v3 with its Python plugin (tests/functions builds and runs both packages with them), and
+# @upstash/redis, the JavaScript SDK whose subscriptions the gateway's tests drive.
 deploy-tools: node_modules/.installed
 
 node_modules/.installed: package.json package-lock.json

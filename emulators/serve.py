@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import STARTUP_FAILURE
 
 
 def configure_logging() -> None:
@@ -13,9 +20,31 @@ def configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per outgoing request otherwise
 
 
-def serve(app: ASGIApp, host: str, port: int, *, access_log: bool = False) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when a signal asks it to stop (before it waits for open
+    responses to finish: an endless one, like a subscription stream, must be ended by the app)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:  # a signal handler: hand the call to the event loop
+            self._loop.call_soon_threadsafe(self._on_exit)
+
+
+def serve(
+    app: ASGIApp, host: str, port: int, *, access_log: bool = False, on_exit: Callable[[], None] | None = None
+) -> None:
+    """Run `app` until SIGINT/SIGTERM; `on_exit` is called (in the event loop) when one arrives."""
     configure_logging()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -29,3 +58,8 @@ def serve(app: ASGIApp, host: str, port: int, *, access_log: bool = False) -> No
         # limit behaves here as on a platform that vouches for the address (shared.http.client_ip).
         proxy_headers=False,
     )
+    server = uvicorn.Server(config) if on_exit is None else _Server(config, on_exit)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # e.g. the port is taken: as `uvicorn.run` does

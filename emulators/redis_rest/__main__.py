@@ -7,6 +7,8 @@ import os
 
 from emulators.redis_rest.app import Gateway, Settings
 from emulators.redis_rest.backend import Backend, Cluster, Limits, RedisAddress, SingleNode
+from emulators.redis_rest.pubsub import PubSubHub
+from emulators.redis_rest.sse import StreamSettings
 from emulators.serve import serve
 
 
@@ -60,12 +62,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="answer `Connection: close`, so async SDK clients never reuse a connection "
         "across event loops (reference G10)",
     )
+    parser.add_argument(
+        "--sse-heartbeat",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="send a `: ping` comment on an idle subscription stream this often, so proxies keep it "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sse-buffer",
+        type=int,
+        default=1000,
+        metavar="MESSAGES",
+        help="messages a subscriber may leave unread before its stream is closed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-token",
+        default=os.environ.get("STASHKIT_GATEWAY_METRICS_TOKEN"),
+        help="a second token /__metrics accepts, for a scraper (default: $STASHKIT_GATEWAY_METRICS_TOKEN)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token (or $STASHKIT_GATEWAY_TOKEN) is required")
     if args.max_block >= args.command_timeout:
         parser.error("--max-block must be shorter than --command-timeout")
+    if args.sse_heartbeat <= 0:
+        parser.error("--sse-heartbeat must be a positive number of seconds")
+    if args.sse_buffer < 1:
+        parser.error("--sse-buffer must be at least 1")
     try:
         args.address = RedisAddress.parse(args.redis_url)
     except ValueError as exc:
@@ -77,14 +103,33 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     limits = Limits(max_connections=args.max_connections, command_timeout_s=args.command_timeout)
     backend: Backend = Cluster(args.address, limits) if args.cluster else SingleNode(args.address, limits)
+    # Classic pub/sub is broadcast to every node of a Cluster, so the seed node serves subscribers.
+    pubsub = PubSubHub(
+        args.address.host,
+        args.address.port,
+        handshake=args.address.handshake(),
+        connect_timeout_s=limits.connect_timeout_s,
+        timeout_s=limits.command_timeout_s,
+    )
     settings = Settings(
         token=args.token,
         base_path=args.base_path,
         max_body_bytes=args.max_body_bytes,
         max_block_s=args.max_block,
         connection_close=args.connection_close,
+        streams=StreamSettings(heartbeat_s=args.sse_heartbeat, buffer_messages=args.sse_buffer),
+        metrics_token=args.metrics_token,
     )
-    serve(Gateway(backend, settings), args.host, args.port, access_log=args.access_log)
+    gateway = Gateway(backend, settings, pubsub)
+    # Open subscription streams never end by themselves: end them when asked to stop, or the server
+    # would wait for them forever before shutting down.
+    serve(
+        gateway,
+        args.host,
+        args.port,
+        access_log=args.access_log,
+        on_exit=lambda: pubsub.close_all("ERR the gateway is shutting down"),
+    )
 
 
 if __name__ == "__main__":

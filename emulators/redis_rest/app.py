@@ -1,4 +1,4 @@
-"""The gateway as a bare ASGI app: routing, auth, JSON in and out, base64 mode, stats.
+"""The gateway as a bare ASGI app: routing, auth, JSON in and out, base64 mode, stats and metrics.
 
 A framework would cost more than the routing it offers here; this path is the hot one of every test
 and benchmark. Wire rules: shared/reference/upstash-redis-rest.md (section numbers cited below).
@@ -11,11 +11,12 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from binascii import b2a_base64
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import orjson
@@ -33,7 +34,10 @@ from emulators.redis_rest.commands import (
     to_command,
     to_commands,
 )
+from emulators.redis_rest.metrics import CONTENT_TYPE, GatewayMetrics, LiveFigures
+from emulators.redis_rest.pubsub import PubSubHub
 from emulators.redis_rest.resp import ConnectionLost, Reply, ReplyError
+from emulators.redis_rest.sse import StreamSettings, stream, subscriber_for
 
 log = logging.getLogger("emulators.redis_rest")
 
@@ -54,6 +58,15 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_block_s: float = 10.0
     connection_close: bool = False
+    streams: StreamSettings = field(default_factory=StreamSettings)
+    metrics_token: str | None = None  # also accepted by /__metrics (a scraper need not hold the main token)
+
+
+class RawBody(NamedTuple):
+    """A response body that is not JSON (the Prometheus text of /__metrics)."""
+
+    content_type: bytes
+    payload: bytes
 
 
 def encode_reply(reply: Reply, base64_mode: bool) -> Any:
@@ -81,11 +94,28 @@ def encode_item(reply: Reply, base64_mode: bool) -> dict[str, Any]:
     return {"result": encode_reply(reply, base64_mode)}
 
 
+def endpoint_kind(relative: str | None) -> str:
+    """The `endpoint` label of a request: which of the gateway's endpoints a path names."""
+    if relative is None:
+        return "unknown"
+    if relative in _FIXED_ENDPOINTS:
+        return _FIXED_ENDPOINTS[relative]
+    first = relative.partition("/")[0]
+    return first if first in ("subscribe", "psubscribe") else "path"
+
+
+_FIXED_ENDPOINTS = {"": "command", "pipeline": "pipeline", "multi-exec": "multi-exec"}
+_FIXED_ENDPOINTS |= {"__stats": "__stats", "__metrics": "__metrics"}
+
+
 class Gateway:
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, backend: Backend, settings: Settings, pubsub: PubSubHub) -> None:
         self.backend = backend
         self.settings = settings
+        self.pubsub = pubsub
+        self.metrics = GatewayMetrics(lambda: LiveFigures(backend.reconnects(), pubsub.figures()))
         self._token = settings.token.encode()
+        self._metrics_token = settings.metrics_token.encode() if settings.metrics_token else None
         self._base = "/" + settings.base_path.strip("/")
         self._scripts = ScriptRegistry()
         self._sync_prefix = secrets.token_hex(4)
@@ -105,47 +135,87 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.pubsub.aclose()
                 await self.backend.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = _SLASHES.sub("/", raw_path.decode("latin-1"))  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+        relative = self._relative(path)
+        endpoint = endpoint_kind(relative)
+        body: Any = None  # stays None once a subscription stream has answered by itself
         try:
-            status, body = await self._route(scope, receive)
+            if endpoint in ("subscribe", "psubscribe"):
+                status = await self._subscribe(scope, receive, send, endpoint, relative or "")
+            else:
+                status, body = await self._route(scope, receive, path, relative)
         except HttpError as exc:
             status, body = exc.status, {"error": str(exc)}
+            self.metrics.error("http")
         except BadRequest as exc:
             status, body = 400, {"error": str(exc)}
+            self.metrics.error("bad_request")
         except ConnectionLost as exc:
             status, body = 503, {"error": f"ERR the gateway cannot reach Redis: {exc}"}
+            self.metrics.error("redis_unreachable")
         except Exception:
             log.exception("unexpected gateway failure")
             status, body = 500, {"error": "ERR internal gateway error (see the gateway's log)"}
-        await self._respond(send, status, body, allow_post=status == 405)
+            self.metrics.error("internal")
+        if body is not None:
+            await self._respond(send, status, body, allow_post=status == 405)
+        self.metrics.request(endpoint, status, time.perf_counter() - started)
 
-    async def _respond(self, send: Send, status: int, body: Any, allow_post: bool) -> None:
-        payload = orjson.dumps(body)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            # A new token on every response, as Upstash does: the SDK's read-your-writes follows it (§10).
-            (b"upstash-sync-token", f"{self._sync_prefix}-{next(self._sync_counter)}".encode()),
-        ]
-        if allow_post:
-            headers.append((b"allow", b"GET, POST, PUT, HEAD"))
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        # A new token on every response, as Upstash does: the SDK's read-your-writes follows it (§10).
+        headers = [(b"upstash-sync-token", f"{self._sync_prefix}-{next(self._sync_counter)}".encode())]
         if self.settings.connection_close:
             headers.append((b"connection", b"close"))
+        return headers
+
+    async def _respond(self, send: Send, status: int, body: Any, allow_post: bool) -> None:
+        if type(body) is RawBody:
+            content_type, payload = body
+        else:
+            content_type, payload = b"application/json", orjson.dumps(body)
+        headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode()), *self._headers()]
+        if allow_post:
+            headers.append((b"allow", b"GET, POST, PUT, HEAD"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
-        method: str = scope["method"]
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = _SLASHES.sub("/", raw_path.decode("latin-1"))  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+    def _relative(self, path: str) -> str | None:
+        """The path below --base-path, without slashes at either end; None if outside it."""
         if path != self._base and not path.startswith(self._base.rstrip("/") + "/"):
-            raise HttpError(404, f"ERR no such endpoint: the gateway serves {self._base}")
-        relative = path[len(self._base.rstrip("/")) :].strip("/")
+            return None
+        return path[len(self._base.rstrip("/")) :].strip("/")
+
+    async def _subscribe(self, scope: Scope, receive: Receive, send: Send, kind: str, relative: str) -> int:
+        """`/subscribe/<channel>...`, `/psubscribe/<pattern>...` (sse.py); GET too, for EventSource."""
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self._authorize(scope, query)
+        if scope["method"] not in ("GET", "POST"):
+            raise HttpError(405, f"ERR use POST for /{kind}")
+        subscriber = subscriber_for(
+            "subscribe" if kind == "subscribe" else "psubscribe", relative.partition("/")[2], self.settings.streams
+        )
+        self._count(kind, len(subscriber.names))
+        await stream(self.pubsub, subscriber, receive, send, self._headers(), self.settings.streams.heartbeat_s)
+        return 200
+
+    async def _route(self, scope: Scope, receive: Receive, path: str, relative: str | None) -> tuple[int, Any]:
+        method: str = scope["method"]
+        if relative is None:
+            raise HttpError(404, f"ERR no such endpoint: the gateway serves {self._base}")
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if relative == "__metrics":
+            self._authorize_metrics(scope, query)
+            if method != "GET":
+                raise HttpError(405, "ERR use GET for /__metrics")
+            return 200, RawBody(CONTENT_TYPE.encode(), self.metrics.exposition())
         self._authorize(scope, query)
         base64_mode = _header(scope, b"upstash-encoding").lower() == b"base64"
 
@@ -174,6 +244,14 @@ class Gateway:
         if not hmac.compare_digest(offered, self._token):
             raise HttpError(401, "Unauthorized")
 
+    def _authorize_metrics(self, scope: Scope, query: list[tuple[str, str]]) -> None:
+        """/__metrics takes --metrics-token as well as the gateway's token."""
+        if self._metrics_token is not None:
+            header = _header(scope, b"authorization")
+            if header[:7].lower() == b"bearer " and hmac.compare_digest(header[7:], self._metrics_token):
+                return
+        self._authorize(scope, query)
+
     async def _path_command(
         self, relative: str, method: str, query: list[tuple[str, str]], receive: Receive
     ) -> tuple[bytes, ...]:
@@ -198,44 +276,71 @@ class Gateway:
         self.requests[endpoint] += 1
         self.commands[endpoint] += commands
 
+    def _count_refused(self, prepared: Sequence[Prepared]) -> None:
+        for p in prepared:
+            if p.refused is not None:
+                self.metrics.refused(p.refused_because)
+
+    def _count_redis_errors(self, replies: Sequence[Reply]) -> None:
+        errors = sum(1 for reply in replies if type(reply) is ReplyError)
+        if errors:
+            self.metrics.error("redis", errors)
+
     async def _command(self, endpoint: str, args: tuple[bytes, ...], base64_mode: bool) -> tuple[int, Any]:
         self._count(endpoint, 1)
+        self.metrics.commands((args,))
         (prepared,) = await self._prepare([args])
         if prepared.refused is not None:
+            self.metrics.refused(prepared.refused_because)
             return 400, {"error": prepared.refused}
         (reply,) = await self.backend.pipeline([prepared.args])
         item = encode_item(prepared.finish(reply), base64_mode)
-        return (400 if "error" in item else 200), item
+        if "error" in item:
+            self.metrics.error("redis")
+            return 400, item
+        return 200, item
 
     async def _pipeline(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
         self._count("pipeline", len(commands))
+        self.metrics.commands(commands)
         if not any(is_special(args) for args in commands):  # the usual case: nothing to refuse or rewrite
-            return 200, [encode_item(reply, base64_mode) for reply in await self.backend.pipeline(commands)]
+            replies = await self.backend.pipeline(commands)
+            self._count_redis_errors(replies)
+            return 200, [encode_item(reply, base64_mode) for reply in replies]
         prepared = await self._prepare(commands)
+        self._count_refused(prepared)
         runnable = [p for p in prepared if p.refused is None]
-        replies = iter(await self.backend.pipeline([p.args for p in runnable]))
+        replies = await self.backend.pipeline([p.args for p in runnable])
+        self._count_redis_errors(replies)
+        next_reply = iter(replies)
         items = [
-            {"error": p.refused} if p.refused is not None else encode_item(p.finish(next(replies)), base64_mode)
+            {"error": p.refused} if p.refused is not None else encode_item(p.finish(next(next_reply)), base64_mode)
             for p in prepared
         ]
         return 200, items
 
     async def _transaction(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
         self._count("multi-exec", len(commands))
+        self.metrics.commands(commands)
         prepared = await self._prepare(commands)
+        self._count_refused(prepared)
         refused = next((p.refused for p in prepared if p.refused is not None), None)
         if refused is not None:  # nothing runs, as for a queue-time error (§7)
             return 400, {"error": refused}
         result = await self.backend.transaction([p.args for p in prepared])
         if isinstance(result, ReplyError):
+            self.metrics.error("redis")
             return 400, {"error": str(result)}
+        self._count_redis_errors(result)
         return 200, [encode_item(p.finish(r), base64_mode) for p, r in zip(prepared, result, strict=True)]
 
     def stats(self) -> dict[str, Any]:
+        pubsub = self.pubsub.figures()
         return {
             "requests": dict(self.requests),
             "commands": dict(self.commands),
             "total": {"requests": self.requests.total(), "commands": self.commands.total()},
+            "subscriptions": {"open": pubsub.subscribers, "channels": pubsub.channels, "patterns": pubsub.patterns},
         }
 
 

@@ -33,6 +33,9 @@ class Backend(Protocol):
     async def pipeline(self, commands: Sequence[Command]) -> list[Reply]: ...
     async def transaction(self, commands: Sequence[Command]) -> list[Reply] | ReplyError: ...
     async def aclose(self) -> None: ...
+    def reconnects(self) -> int:
+        """How many connections were opened to replace one Redis dropped (the gateway's metrics)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,9 @@ class SingleNode:
     async def transaction(self, commands: Sequence[Command]) -> list[Reply] | ReplyError:
         replies = await self._pool.roundtrip([(b"MULTI",), *commands, (b"EXEC",)], self._timeout_s)
         return transaction_result(replies)
+
+    def reconnects(self) -> int:
+        return self._pool.reconnects
 
     async def aclose(self) -> None:
         self._pool.close()
@@ -291,6 +297,9 @@ class Cluster:
             return ReplyError(str(exc))
         replies = await pool.roundtrip([(b"MULTI",), *commands, (b"EXEC",)], self._limits.command_timeout_s)
         return transaction_result(replies)
+
+    def reconnects(self) -> int:
+        return sum(pool.reconnects for pool in self._pools.values())
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

@@ -77,7 +77,7 @@ _STATEFUL = "connection state does not survive between REST calls"
 REFUSED: dict[str, str] = {
     **dict.fromkeys(
         ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"],
-        "subscriptions need a long-lived connection; PUBLISH works over REST",
+        "subscriptions need a long-lived connection: use POST /subscribe/<channel> (server-sent events)",
     ),
     **dict.fromkeys(["MONITOR", "SYNC", "PSYNC", "REPLCONF"], "it needs a long-lived connection"),
     **dict.fromkeys(["SELECT", "AUTH", "HELLO", "CLIENT", "RESET", "QUIT", "READONLY", "READWRITE"], _STATEFUL),
@@ -115,16 +115,22 @@ def blocking_timeout_s(name: str, args: Sequence[bytes]) -> float | None:
         return None  # let Redis answer its own "timeout is not a float" error
 
 
-def refusal(args: Sequence[bytes], max_block_s: float) -> str | None:
+class Refusal(NamedTuple):
+    reason: str  # a short fixed word, the `reason` label of the gateway's refused-commands metric
+    message: str  # the error the caller gets
+
+
+def refusal(args: Sequence[bytes], max_block_s: float) -> Refusal | None:
     """Why this command cannot run through the gateway, or None if it can."""
     name = command_name(args)
     if name in REFUSED:
-        return f"ERR {name} is not supported over REST: {REFUSED[name]}"
+        return Refusal("stateful", f"ERR {name} is not supported over REST: {REFUSED[name]}")
     timeout_s = blocking_timeout_s(name, args)
     if timeout_s is not None and (timeout_s == 0 or timeout_s > max_block_s):
-        return (
+        return Refusal(
+            "blocking",
             f"ERR {name} would block {'forever' if timeout_s == 0 else f'{timeout_s:g}s'}: "
-            f"over REST a blocking command needs a timeout of at most {max_block_s:g}s"
+            f"over REST a blocking command needs a timeout of at most {max_block_s:g}s",
         )
     return None
 
@@ -168,6 +174,7 @@ class Prepared(NamedTuple):  # a NamedTuple: built once per command on the hot p
     # SCRIPT LOAD of a rewritten script answers the sha1 of the text the caller sent, so a hash the
     # client computed itself keeps working with EVALSHA (§12.4).
     reply_override: bytes | None = None
+    refused_because: str = ""  # Refusal.reason, for the metrics
 
     def finish(self, reply: Reply) -> Reply:
         if self.reply_override is not None and isinstance(reply, bytes):
@@ -209,9 +216,9 @@ def is_special(args: Sequence[bytes]) -> bool:
 def prepare(args: tuple[bytes, ...], scripts: ScriptRegistry, redis_major: int, max_block_s: float) -> Prepared:
     if not is_special(args):
         return Prepared(args)
-    reason = refusal(args, max_block_s)
-    if reason is not None:
-        return Prepared(args, refused=reason)
+    refused = refusal(args, max_block_s)
+    if refused is not None:
+        return Prepared(args, refused=refused.message, refused_because=refused.reason)
     name = command_name(args)
     if name in ("EVAL", "EVAL_RO") and len(args) > 1:
         script, _ = scripts.rewrite(args[1], redis_major)

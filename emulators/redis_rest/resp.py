@@ -30,6 +30,11 @@ class ConnectionLost(ConnectionError):
     """The TCP connection to Redis failed; the connection must not be reused."""
 
 
+def pack(commands: Sequence[Command]) -> bytes:
+    # hiredis types its argument as a 1-tuple; any tuple of arguments is accepted.
+    return b"".join(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
+
+
 class Connection:
     """One RESP2 connection. Not shared: a caller leases it from a `Pool` for a whole request."""
 
@@ -53,8 +58,7 @@ class Connection:
 
     async def roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
         """Send all `commands` in one write and read one reply for each, in order."""
-        # hiredis types its argument as a 1-tuple; any tuple of arguments is accepted.
-        payload = b"".join(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
+        payload = pack(commands)
         try:
             self._writer.write(payload)
             return await asyncio.wait_for(self._read_replies(len(commands)), timeout_s)
@@ -75,6 +79,20 @@ class Connection:
             replies.append(reply)
         return replies
 
+    def send(self, commands: Sequence[Command]) -> None:
+        """Write commands without waiting for replies: for a pub/sub connection, whose replies arrive
+        on their own schedule and are read by `next_reply`."""
+        self._writer.write(pack(commands))
+
+    async def next_reply(self) -> Reply:
+        """The next reply or pushed message, however long it takes; ConnectionLost when Redis goes away."""
+        try:
+            (reply,) = await self._read_replies(1)
+        except (OSError, asyncio.IncompleteReadError, hiredis.ProtocolError) as exc:
+            self.broken = True
+            raise ConnectionLost(f"lost the connection to Redis: {exc or type(exc).__name__}") from exc
+        return reply
+
     @property
     def stale(self) -> bool:
         """True once Redis closed its side (a restart, `CLIENT KILL`, idle timeout): never reuse it."""
@@ -83,6 +101,18 @@ class Connection:
     def close(self) -> None:
         self.broken = True
         self._writer.close()
+
+
+async def open_connection(host: str, port: int, timeout_s: float, handshake: Sequence[Command] = ()) -> Connection:
+    """A new connection that has run the set-up commands (AUTH, SELECT) every connection needs."""
+    connection = await Connection.open(host, port, timeout_s)
+    if handshake:
+        replies = await connection.roundtrip(handshake, timeout_s)
+        refused = next((r for r in replies if isinstance(r, ReplyError)), None)
+        if refused is not None:
+            connection.close()
+            raise ConnectionLost(f"Redis refused the gateway's connection set-up: {refused}")
+    return connection
 
 
 class Pool:
@@ -102,6 +132,8 @@ class Pool:
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_timeout_s = connect_timeout_s
+        self._lost = 0  # connections dropped after a failure and not yet replaced
+        self.reconnects = 0  # new connections opened to replace a lost one (the gateway's metrics)
 
     async def roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
         async with self._slots:
@@ -109,7 +141,7 @@ class Pool:
             try:
                 replies = await connection.roundtrip(commands, timeout_s)
             except BaseException:
-                connection.close()
+                self._discard(connection)
                 raise
             self._idle.append(connection)
             return replies
@@ -119,15 +151,16 @@ class Pool:
             connection = self._idle.pop()
             if not connection.stale:
                 return connection
-            connection.close()
-        connection = await Connection.open(self.host, self.port, self._connect_timeout_s)
-        if self._handshake:
-            replies = await connection.roundtrip(self._handshake, self._connect_timeout_s)
-            refused = next((r for r in replies if isinstance(r, ReplyError)), None)
-            if refused is not None:
-                connection.close()
-                raise ConnectionLost(f"Redis refused the gateway's connection set-up: {refused}")
+            self._discard(connection)
+        connection = await open_connection(self.host, self.port, self._connect_timeout_s, self._handshake)
+        if self._lost:  # it replaces one that Redis dropped (a restart, a timeout, `CLIENT KILL`)
+            self._lost -= 1
+            self.reconnects += 1
         return connection
+
+    def _discard(self, connection: Connection) -> None:
+        connection.close()
+        self._lost += 1
 
     def close(self) -> None:
         for connection in self._idle:

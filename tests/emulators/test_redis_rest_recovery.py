@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +39,75 @@ def test_redis_outage_gives_503_json_and_the_gateway_recovers_without_restart() 
     finally:
         gateway.process.stop()
         node.stop()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request of the load: when it ran, and what came back."""
+
+    started: float
+    finished: float
+    status: int
+    body: dict[str, Any]
+
+
+async def test_redis_restart_under_load_fails_fast_and_recovers_within_a_second(tag: str) -> None:
+    node = redis_server().start()
+    gateway = start_gateway(f"redis://127.0.0.1:{node.port}")
+    outcomes: list[Outcome] = []
+    wrong: list[str] = []
+    stop = asyncio.Event()
+
+    async def load(http: httpx.AsyncClient, worker: int) -> None:
+        key, attempted = f"{tag}w{worker}", set[str]()
+        for i in itertools.count():
+            for command in (["SET", key, f"{worker}-{i}"], ["GET", key]):
+                if stop.is_set():
+                    return
+                started = time.monotonic()
+                response = await http.post("/", json=command)
+                outcomes.append(Outcome(started, time.monotonic(), response.status_code, response.json()))
+                if command[0] == "SET":
+                    attempted.add(command[2])  # a SET that failed may still have been applied
+                elif response.status_code == 200 and response.json()["result"] not in attempted | {None}:
+                    wrong.append(f"GET {key} gave {response.json()['result']!r}")
+
+    def successes_after(moment: float) -> list[Outcome]:
+        return [o for o in outcomes if o.status == 200 and o.started >= moment]
+
+    async def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            assert time.monotonic() < deadline, "the load made no progress"
+            await asyncio.sleep(0.01)
+
+    headers = {"Authorization": f"Bearer {gateway.token}"}
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=30) as http:
+            workers = [asyncio.create_task(load(http, n)) for n in range(4)]
+            await until(lambda: len(successes_after(0)) >= 200)
+            await asyncio.to_thread(node.stop)  # under load: the workers keep sending meanwhile
+            stopped_at = time.monotonic()
+            await until(lambda: sum(o.started > stopped_at for o in outcomes) >= 50)
+            node = redis_server(node.port)
+            await asyncio.to_thread(node.start)  # returns once redis-server accepts connections
+            back_at = time.monotonic()
+            await until(lambda: len(successes_after(back_at)) >= 200)
+            stop.set()
+            await asyncio.gather(*workers)
+    finally:
+        gateway.process.stop()
+        node.stop()
+
+    assert wrong == []
+    assert max(o.finished - o.started for o in outcomes) < 3  # no hang: every request answered quickly
+    failures = [o for o in outcomes if o.status != 200]
+    assert failures, "the restart went unnoticed"
+    for failure in failures:
+        assert failure.status == 503
+        assert "cannot reach Redis" in failure.body["error"]
+    first_success = min(o.finished for o in outcomes if o.status == 200 and o.finished > back_at)
+    assert first_success - back_at < 1.0  # the issue's contract: recovery within a second of Redis being back
 
 
 def test_connection_close_mode_closes_every_connection() -> None:
