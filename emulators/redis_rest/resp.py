@@ -94,11 +94,19 @@ class Pool:
     """
 
     def __init__(
-        self, host: str, port: int, *, max_connections: int, connect_timeout_s: float, handshake: Sequence[Command] = ()
+        self,
+        host: str,
+        port: int,
+        *,
+        max_connections: int,
+        connect_timeout_s: float,
+        handshake: Sequence[Command] = (),
+        setup: Sequence[Command] = (),
     ) -> None:
         self.host = host
         self.port = port
         self._handshake = list(handshake)
+        self._setup = list(setup)  # run after the handshake; errors ignored (a Redis may forbid CONFIG)
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_timeout_s = connect_timeout_s
@@ -120,14 +128,28 @@ class Pool:
             if not connection.stale:
                 return connection
             connection.close()
+        return await self._open(self._handshake, self._setup)
+
+    async def _open(self, handshake: Sequence[Command], setup: Sequence[Command] = ()) -> Connection:
         connection = await Connection.open(self.host, self.port, self._connect_timeout_s)
-        if self._handshake:
-            replies = await connection.roundtrip(self._handshake, self._connect_timeout_s)
-            refused = next((r for r in replies if isinstance(r, ReplyError)), None)
+        if handshake or setup:
+            replies = await connection.roundtrip([*handshake, *setup], self._connect_timeout_s)
+            refused = next((r for r in replies[: len(handshake)] if isinstance(r, ReplyError)), None)
             if refused is not None:
                 connection.close()
                 raise ConnectionLost(f"Redis refused the gateway's connection set-up: {refused}")
         return connection
+
+    async def side_roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
+        """On a connection of its own, outside the pool's limit, closed afterwards: for `SCRIPT KILL`
+        while every pooled connection may be waiting on the script. AUTH only: during a busy script
+        Redis still answers AUTH, but not SELECT."""
+        handshake = [command for command in self._handshake if command[0] == b"AUTH"]
+        connection = await self._open(handshake)
+        try:
+            return await connection.roundtrip(commands, timeout_s)
+        finally:
+            connection.close()
 
     def close(self) -> None:
         for connection in self._idle:
