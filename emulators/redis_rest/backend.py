@@ -96,6 +96,8 @@ def transaction_result(replies: list[Reply]) -> list[Reply] | ReplyError:
         cause = next(((i, r) for i, r in enumerate(queued) if isinstance(r, ReplyError)), None)
         if cause is None:
             return executed
+        if str(cause[1]).startswith("BUSY "):  # nothing ran: a script holds Redis (the caller may retry)
+            return cause[1]
         return ReplyError(f"{executed} (command {cause[0] + 1}: {cause[1]})")
     if isinstance(replies[0], ReplyError):
         return replies[0]
