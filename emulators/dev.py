@@ -23,6 +23,7 @@ from emulators.qstash import config as qstash
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_REDIS_TOKEN = "stashkit-dev-token"  # a local-only credential, printed on purpose
+DEV_READONLY_TOKEN = "stashkit-dev-readonly"  # likewise: the gateway's read-only token
 DEV_ADMIN_TOKEN = "stashkit-dev-admin"  # likewise
 DEV_RATELIMIT_TOKEN = "stashkit-dev-ratelimit"  # likewise: callers of /api/ratelimit present it
 
@@ -70,6 +71,9 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
     return {
         "UPSTASH_REDIS_REST_URL": f"http://{args.host}:{args.gateway_port}",
         "UPSTASH_REDIS_REST_TOKEN": DEV_REDIS_TOKEN,
+        # Upstash's read-only token, under Upstash's and Vercel KV's names (shared.config reads both).
+        "UPSTASH_REDIS_REST_READONLY_TOKEN": DEV_READONLY_TOKEN,
+        "KV_REST_API_READ_ONLY_TOKEN": DEV_READONLY_TOKEN,
         "QSTASH_URL": f"http://{args.host}:{args.qstash_port}",
         "QSTASH_TOKEN": qstash.DEFAULT_TOKEN,
         "QSTASH_CURRENT_SIGNING_KEY": qstash.DEFAULT_CURRENT_SIGNING_KEY,
@@ -101,8 +105,11 @@ def services(args: argparse.Namespace) -> list[Service]:
                 str(args.gateway_port),
                 "--token",
                 DEV_REDIS_TOKEN,
+                "--readonly-token",
+                DEV_READONLY_TOKEN,
                 "--redis-url",
                 f"redis://{host}:{args.redis_port}",
+                *(["--allow-admin"] if args.allow_admin else []),
             ],
             args.gateway_port,
         ),
@@ -143,6 +150,12 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("DEV_PUBLIC_URL", "https://stashkit.example"),
         help="the deployed URL QStash messages name; delivered to the local functions",
     )
+    parser.add_argument(
+        "--allow-admin",
+        action="store_true",
+        default=os.environ.get("DEV_ALLOW_ADMIN", "") == "1",
+        help="let the gateway run every redis-server command, not only Upstash's (default: off; DEV_ALLOW_ADMIN=1)",
+    )
     args = parser.parse_args(argv)
 
     stack = services(args)
@@ -163,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
         print("\nExport these to point an app (or the official SDKs) at the local stack:\n")
         for name, value in environment(args).items():
             print(f"export {name}={value}")
+        if args.allow_admin:
+            print(
+                "\nWARNING: the gateway runs with --allow-admin: it runs every redis-server command "
+                "(CONFIG SET, DEBUG, MODULE, ...), which Upstash refuses. Code that works here may fail there."
+            )
         print("\nCtrl-C stops everything.", flush=True)
         # Blocked only now, so the children keep default signal handling.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

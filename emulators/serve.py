@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import sys
 from collections.abc import Callable
@@ -14,10 +15,22 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.config import STARTUP_FAILURE
 
+_TOKEN_PARAMETER = re.compile(r"([?&]_token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Upstash-style URLs may carry the token as `?_token=...`: the access log shows it as `***`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "_token=" in a for a in record.args):
+            record.args = tuple(_TOKEN_PARAMETER.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per outgoing request otherwise
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
 
 
 class _Server(uvicorn.Server):
@@ -51,7 +64,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=access_log,
-        log_level="warning",
+        log_level="info" if access_log else "warning",  # uvicorn logs access lines at INFO
         lifespan="on",
         # The peer is the caller: a local server has no proxy in front whose X-Forwarded-For it could
         # trust (uvicorn would otherwise take it from any loopback caller), so an address-keyed rate

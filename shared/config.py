@@ -19,6 +19,8 @@ from shared.errors import ConfigurationError
 # Upstash's names first; Vercel's KV integration sets the same values under its own names.
 REDIS_URL_VARS = ("UPSTASH_REDIS_REST_URL", "KV_REST_API_URL")
 REDIS_TOKEN_VARS = ("UPSTASH_REDIS_REST_TOKEN", "KV_REST_API_TOKEN")
+# The database's read-only REST token (Upstash console "Readonly Token"; Vercel's KV integration).
+REDIS_READONLY_TOKEN_VARS = ("UPSTASH_REDIS_REST_READONLY_TOKEN", "KV_REST_API_READ_ONLY_TOKEN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +32,41 @@ class RedisSettings:
         return f"RedisSettings(rest_url={self.rest_url!r}, rest_token='***')"
 
 
-def redis_settings(environ: Mapping[str, str] | None = None) -> RedisSettings:
-    """The Upstash Redis REST endpoint, from `UPSTASH_REDIS_REST_*`, else Vercel's `KV_REST_API_*`.
-
-    URL and token are taken as a pair from the same source, so a half-configured Upstash pair never
-    silently mixes with a KV token.
-    """
-    env = os.environ if environ is None else environ
-    for url_var, token_var in zip(REDIS_URL_VARS, REDIS_TOKEN_VARS, strict=True):
+def _rest_url(env: Mapping[str, str]) -> tuple[int, str]:
+    """Which pair of names is configured (0: Upstash's, 1: Vercel's) and its checked URL."""
+    for source, url_var in enumerate(REDIS_URL_VARS):
         url = env.get(url_var, "").strip()
         if not url:
             continue
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ConfigurationError(url_var, "must be an http(s) URL such as https://xxx.upstash.io")
-        token = env.get(token_var, "").strip()
-        if not token:
-            raise ConfigurationError(token_var, f"is not set (it goes with {url_var})")
-        return RedisSettings(url.rstrip("/"), token)
+        return source, url.rstrip("/")
     raise ConfigurationError(REDIS_URL_VARS[0], f"is not set (nor Vercel's {REDIS_URL_VARS[1]})")
+
+
+def _rest_settings(env: Mapping[str, str], token_vars: tuple[str, str], kind: str) -> RedisSettings:
+    # URL and token are taken as a pair from the same source, so a half-configured Upstash pair never
+    # silently mixes with a KV token.
+    source, url = _rest_url(env)
+    token_var = token_vars[source]
+    token = env.get(token_var, "").strip()
+    if not token:
+        raise ConfigurationError(token_var, f"is not set ({kind}it goes with {REDIS_URL_VARS[source]})")
+    return RedisSettings(url, token)
+
+
+def redis_settings(environ: Mapping[str, str] | None = None) -> RedisSettings:
+    """The Upstash Redis REST endpoint, from `UPSTASH_REDIS_REST_*`, else Vercel's `KV_REST_API_*`."""
+    return _rest_settings(os.environ if environ is None else environ, REDIS_TOKEN_VARS, "")
+
+
+def readonly_redis_settings(environ: Mapping[str, str] | None = None) -> RedisSettings:
+    """The same endpoint with the database's read-only token (`UPSTASH_REDIS_REST_READONLY_TOKEN`, else
+    Vercel's `KV_REST_API_READ_ONLY_TOKEN`), for code that must never write: every write it sends is
+    refused with `NOPERM`."""
+    return _rest_settings(
+        os.environ if environ is None else environ, REDIS_READONLY_TOKEN_VARS, "the read-only token; "
+    )
 
 
 QSTASH_URL_VAR = "QSTASH_URL"
@@ -75,9 +94,10 @@ LEADERBOARDS_VAR = "STASHKIT_LEADERBOARDS"
 
 # Every variable the library reads, for the health check (names only, never values).
 ALL_VARIABLES = (
-    *REDIS_URL_VARS, *REDIS_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR, QSTASH_CURRENT_KEY_VAR,
-    QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR, RATELIMIT_POLICIES_VAR,
-    RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR, DLQ_RETENTION_VAR,
+    *REDIS_URL_VARS, *REDIS_TOKEN_VARS, *REDIS_READONLY_TOKEN_VARS, QSTASH_URL_VAR, QSTASH_TOKEN_VAR,
+    QSTASH_CURRENT_KEY_VAR, QSTASH_NEXT_KEY_VAR, ADMIN_TOKEN_VAR, MAX_BODY_VAR, REDIS_TIMEOUT_VAR,
+    RATELIMIT_POLICIES_VAR, RATELIMIT_TOKEN_VAR, PUBLIC_URL_VAR, JOB_MODULES_VAR, JOBS_EAGER_VAR, ALERT_WEBHOOK_VAR,
+    DLQ_RETENTION_VAR,
     WEBHOOK_SOURCES_VAR,
     CACHE_ORIGINS_VAR, CACHE_VARY_VAR,
     LEADERBOARDS_VAR,

@@ -6,7 +6,7 @@ and benchmark. Wire rules: shared/reference/upstash-redis-rest.md (section numbe
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import itertools
 import logging
 import re
@@ -24,20 +24,42 @@ from starlette.types import Receive, Scope, Send
 
 from emulators.redis_rest.backend import Backend
 from emulators.redis_rest.commands import (
+    SPECIAL,
     BadRequest,
     Prepared,
     ScriptRegistry,
-    is_special,
     needs_version,
     parse_json,
     prepare,
     to_command,
     to_commands,
 )
+from emulators.redis_rest.limits import (
+    MAX_COMMAND_ARGS,
+    MAX_PIPELINE_COMMANDS,
+    REQUEST_TIMEOUT_S,
+    SCRIPT_COMMANDS,
+    SCRIPT_TIMEOUT_S,
+    ScriptWatchdog,
+    TooLarge,
+    check_sizes,
+    is_busy,
+    retry_while_busy,
+)
 from emulators.redis_rest.metrics import CONTENT_TYPE, GatewayMetrics, LiveFigures
+from emulators.redis_rest.policy import CommandPolicy, needs_rewrite
 from emulators.redis_rest.pubsub import PubSubHub
-from emulators.redis_rest.resp import ConnectionLost, Reply, ReplyError
+from emulators.redis_rest.resp import Command, ConnectionLost, Reply, ReplyError
 from emulators.redis_rest.sse import StreamSettings, stream, subscriber_for
+from emulators.redis_rest.tokens import (
+    Access,
+    ReadOnlyCommands,
+    Tokens,
+    as_read_only,
+    same_token,
+    script_write_refused,
+    token_digest,
+)
 
 log = logging.getLogger("emulators.redis_rest")
 
@@ -53,13 +75,19 @@ class HttpError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    token: str
+    tokens: Tokens
     base_path: str = "/"
     max_body_bytes: int = 10 * 1024 * 1024
     max_block_s: float = 10.0
     connection_close: bool = False
     streams: StreamSettings = field(default_factory=StreamSettings)
     metrics_token: str | None = None  # also accepted by /__metrics (a scraper need not hold the main token)
+    allow_admin: bool = False  # turn off Upstash's command table (policy.py)
+    protected_users: tuple[str, ...] = ()  # ACL users callers may not change, besides `default`
+    max_pipeline_commands: int = MAX_PIPELINE_COMMANDS
+    max_command_args: int = MAX_COMMAND_ARGS
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    script_timeout_s: float = SCRIPT_TIMEOUT_S  # 0: never stop a script
 
 
 class RawBody(NamedTuple):
@@ -67,6 +95,11 @@ class RawBody(NamedTuple):
 
     content_type: bytes
     payload: bytes
+
+
+def refusal_status(reason: str) -> int:
+    """403 for what the token may not do (NOPERM), 400 for what Upstash never runs."""
+    return 403 if reason.startswith("NOPERM") else 400
 
 
 def encode_reply(reply: Reply, base64_mode: bool) -> Any:
@@ -114,8 +147,14 @@ class Gateway:
         self.settings = settings
         self.pubsub = pubsub
         self.metrics = GatewayMetrics(lambda: LiveFigures(backend.reconnects(), pubsub.figures()))
-        self._token = settings.token.encode()
-        self._metrics_token = settings.metrics_token.encode() if settings.metrics_token else None
+        self._tokens = settings.tokens
+        self._metrics_token = token_digest(settings.metrics_token.encode()) if settings.metrics_token else None
+        self.policy = CommandPolicy(enabled=not settings.allow_admin, protected_users=settings.protected_users)
+        self._readonly = ReadOnlyCommands()
+        self._watchdog = ScriptWatchdog(backend.kill_script, settings.script_timeout_s)
+        # Command names a pipeline can send untouched: one set lookup per command on the hot path.
+        self._untouched = self.policy.plain - SPECIAL - SCRIPT_COMMANDS if self.policy.enabled else None
+        self._touched = SPECIAL | SCRIPT_COMMANDS
         self._base = "/" + settings.base_path.strip("/")
         self._scripts = ScriptRegistry()
         self._sync_prefix = secrets.token_hex(4)
@@ -147,14 +186,27 @@ class Gateway:
         relative = self._relative(path)
         endpoint = endpoint_kind(relative)
         body: Any = None  # stays None once a subscription stream has answered by itself
+        timeout_s = self.settings.request_timeout_s
         try:
             if endpoint in ("subscribe", "psubscribe"):
+                # A stream lasts as long as its reader wants: --request-timeout bounds requests, not
+                # streams. Its set-up is bounded by --command-timeout (PubSubHub.attach).
                 status = await self._subscribe(scope, receive, send, endpoint, relative or "")
             else:
-                status, body = await self._route(scope, receive, path, relative)
+                async with asyncio.timeout(timeout_s):
+                    status, body = await self._route(scope, receive, path, relative)
+        except TimeoutError:  # Redis' own waits become ConnectionLost: this is the request's deadline
+            status, body = 504, {"error": f"ERR the gateway gave up after {timeout_s:g}s (--request-timeout)"}
+            self.metrics.error("timeout")
         except HttpError as exc:
             status, body = exc.status, {"error": str(exc)}
             self.metrics.error("http")
+            if status == 413:  # over --max-body-bytes
+                self.metrics.refused("limit")
+        except TooLarge as exc:  # over --max-pipeline-commands or --max-command-args: nothing was sent
+            status, body = 400, {"error": str(exc)}
+            self.metrics.error("http")
+            self.metrics.refused("limit")
         except BadRequest as exc:
             status, body = 400, {"error": str(exc)}
             self.metrics.error("bad_request")
@@ -196,6 +248,7 @@ class Gateway:
     async def _subscribe(self, scope: Scope, receive: Receive, send: Send, kind: str, relative: str) -> int:
         """`/subscribe/<channel>...`, `/psubscribe/<pattern>...` (sse.py); GET too, for EventSource."""
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        # Either token may subscribe: subscribing reads (Upstash documents nothing either way).
         self._authorize(scope, query)
         if scope["method"] not in ("GET", "POST"):
             raise HttpError(405, f"ERR use POST for /{kind}")
@@ -216,7 +269,7 @@ class Gateway:
             if method != "GET":
                 raise HttpError(405, "ERR use GET for /__metrics")
             return 200, RawBody(CONTENT_TYPE.encode(), self.metrics.exposition())
-        self._authorize(scope, query)
+        access = self._authorize(scope, query)
         base64_mode = _header(scope, b"upstash-encoding").lower() == b"base64"
 
         if relative == "__stats":
@@ -228,27 +281,32 @@ class Gateway:
                 raise HttpError(405, f"ERR use POST for {path}")
             value = parse_json(await _read_body(receive, self.settings.max_body_bytes))
             if relative == "":
-                return await self._command("command", to_command(value), base64_mode)
+                return await self._command("command", to_command(value), base64_mode, access)
+            commands = to_commands(value)
+            check_sizes(commands, self.settings.max_pipeline_commands, self.settings.max_command_args)
             if relative == "pipeline":
-                return await self._pipeline(to_commands(value), base64_mode)
-            return await self._transaction(to_commands(value), base64_mode)
+                return await self._pipeline(commands, base64_mode, access)
+            return await self._transaction(commands, base64_mode, access)
         if method not in ("GET", "POST", "PUT", "HEAD"):
             raise HttpError(405, f"ERR method {method} is not allowed")
-        return await self._command("path", await self._path_command(relative, method, query, receive), base64_mode)
+        args = await self._path_command(relative, method, query, receive)
+        return await self._command("path", args, base64_mode, access)
 
-    def _authorize(self, scope: Scope, query: list[tuple[str, str]]) -> None:
+    def _authorize(self, scope: Scope, query: list[tuple[str, str]]) -> Access:
         header = _header(scope, b"authorization")
         offered = header[7:] if header[:7].lower() == b"bearer " else b""
         if not offered:  # Upstash also takes the token as `?_token=` (path-style URLs)
             offered = next((v.encode() for k, v in query if k == "_token"), b"")
-        if not hmac.compare_digest(offered, self._token):
+        access = self._tokens.access(offered)
+        if access is None:
             raise HttpError(401, "Unauthorized")
+        return access
 
     def _authorize_metrics(self, scope: Scope, query: list[tuple[str, str]]) -> None:
         """/__metrics takes --metrics-token as well as the gateway's token."""
         if self._metrics_token is not None:
             header = _header(scope, b"authorization")
-            if header[:7].lower() == b"bearer " and hmac.compare_digest(header[7:], self._metrics_token):
+            if header[:7].lower() == b"bearer " and same_token(header[7:], self._metrics_token):
                 return
         self._authorize(scope, query)
 
@@ -266,11 +324,57 @@ class Gateway:
                 args.extend(a.encode() for a in (key, value) if a)
         return tuple(args)
 
-    async def _prepare(self, commands: Sequence[tuple[bytes, ...]]) -> list[Prepared]:
+    def _untouched_pipeline(self, commands: Sequence[tuple[bytes, ...]], access: Access) -> bool:
+        """Whether every command goes to Redis as it is: allowed, nothing to rewrite, no script."""
+        if access is not Access.READ_WRITE:
+            return False
+        if self._untouched is not None:
+            untouched = self._untouched
+            return all(args[0].upper() in untouched for args in commands)
+        touched = self._touched
+        return not any(args[0].upper() in touched for args in commands)
+
+    async def _prepare(self, commands: Sequence[tuple[bytes, ...]], access: Access) -> list[Prepared]:
+        read_only = access is Access.READ_ONLY
+        if read_only:
+            await self._readonly.load(self.backend)
         major = 7
         if any(needs_version(args) for args in commands):
             major = await self.backend.redis_major()
-        return [prepare(args, self._scripts, major, self.settings.max_block_s) for args in commands]
+        return [self._prepare_one(args, major, read_only) for args in commands]
+
+    def _prepare_one(self, args: tuple[bytes, ...], major: int, read_only: bool) -> Prepared:
+        """Upstash's command table first, then the token's rights, then the REST rules (commands.py)."""
+        refused = self.policy.refusal(args)
+        if refused is not None:
+            return Prepared(args, refused=refused, refused_because="policy")
+        if read_only:
+            args = as_read_only(args)
+            refused = self._readonly.refusal(args)
+            if refused is not None:
+                return Prepared(args, refused=refused, refused_because="readonly")
+        if self.policy.enabled and needs_rewrite(args):
+            args = self.policy.rewrite(args)
+        return prepare(args, self._scripts, major, self.settings.max_block_s)
+
+    def _finish(self, prepared: Prepared, reply: Reply, read_only: bool) -> Reply:
+        reply = prepared.finish(reply)
+        name = prepared.args[0].upper()
+        if name in SCRIPT_COMMANDS:
+            reply = self._watchdog.explain(reply)
+            if read_only:
+                reply = script_write_refused(reply, name)
+        return reply
+
+    async def _run(self, commands: Sequence[Command], scripts: Sequence[Command]) -> list[Reply]:
+        """The commands' replies, scripts watched; sent again if Redis turned all of them away as BUSY."""
+        replies = await self._watchdog.run(self.backend.pipeline(commands), scripts)
+        if self._watchdog.enabled and replies and all(is_busy(reply) for reply in replies):
+            replies = await retry_while_busy(
+                lambda: self._watchdog.run(self.backend.pipeline(commands), scripts),
+                lambda again: bool(again) and all(is_busy(reply) for reply in again),
+            )
+        return replies
 
     def _count(self, endpoint: str, commands: int) -> None:
         self.requests[endpoint] += 1
@@ -286,53 +390,73 @@ class Gateway:
         if errors:
             self.metrics.error("redis", errors)
 
-    async def _command(self, endpoint: str, args: tuple[bytes, ...], base64_mode: bool) -> tuple[int, Any]:
+    async def _command(
+        self, endpoint: str, args: tuple[bytes, ...], base64_mode: bool, access: Access
+    ) -> tuple[int, Any]:
         self._count(endpoint, 1)
+        if len(args) > self.settings.max_command_args:
+            raise TooLarge(f"ERR {len(args)} arguments: at most {self.settings.max_command_args} (--max-command-args)")
         self.metrics.commands((args,))
-        (prepared,) = await self._prepare([args])
+        (prepared,) = await self._prepare([args], access)
         if prepared.refused is not None:
             self.metrics.refused(prepared.refused_because)
-            return 400, {"error": prepared.refused}
-        (reply,) = await self.backend.pipeline([prepared.args])
-        item = encode_item(prepared.finish(reply), base64_mode)
+            return refusal_status(prepared.refused), {"error": prepared.refused}
+        scripts = [prepared.args] if prepared.args[0].upper() in SCRIPT_COMMANDS else []
+        (reply,) = await self._run([prepared.args], scripts)
+        item = encode_item(self._finish(prepared, reply, access is Access.READ_ONLY), base64_mode)
         if "error" in item:
             self.metrics.error("redis")
-            return 400, item
+            return refusal_status(item["error"]) if access is Access.READ_ONLY else 400, item
         return 200, item
 
-    async def _pipeline(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
+    async def _pipeline(self, commands: list[tuple[bytes, ...]], base64_mode: bool, access: Access) -> tuple[int, Any]:
         self._count("pipeline", len(commands))
         self.metrics.commands(commands)
-        if not any(is_special(args) for args in commands):  # the usual case: nothing to refuse or rewrite
-            replies = await self.backend.pipeline(commands)
+        if self._untouched_pipeline(commands, access):  # the usual case: nothing to refuse or rewrite
+            replies = await self._run(commands, ())
             self._count_redis_errors(replies)
             return 200, [encode_item(reply, base64_mode) for reply in replies]
-        prepared = await self._prepare(commands)
+        prepared = await self._prepare(commands, access)
         self._count_refused(prepared)
         runnable = [p for p in prepared if p.refused is None]
-        replies = await self.backend.pipeline([p.args for p in runnable])
+        scripts = [p.args for p in runnable if p.args[0].upper() in SCRIPT_COMMANDS]
+        replies = await self._run([p.args for p in runnable], scripts)
         self._count_redis_errors(replies)
         next_reply = iter(replies)
+        read_only = access is Access.READ_ONLY
         items = [
-            {"error": p.refused} if p.refused is not None else encode_item(p.finish(next(next_reply)), base64_mode)
+            {"error": p.refused}
+            if p.refused is not None
+            else encode_item(self._finish(p, next(next_reply), read_only), base64_mode)
             for p in prepared
         ]
         return 200, items
 
-    async def _transaction(self, commands: list[tuple[bytes, ...]], base64_mode: bool) -> tuple[int, Any]:
+    async def _transaction(
+        self, commands: list[tuple[bytes, ...]], base64_mode: bool, access: Access
+    ) -> tuple[int, Any]:
         self._count("multi-exec", len(commands))
         self.metrics.commands(commands)
-        prepared = await self._prepare(commands)
+        prepared = await self._prepare(commands, access)
         self._count_refused(prepared)
         refused = next((p.refused for p in prepared if p.refused is not None), None)
         if refused is not None:  # nothing runs, as for a queue-time error (§7)
-            return 400, {"error": refused}
-        result = await self.backend.transaction([p.args for p in prepared])
+            return refusal_status(refused), {"error": refused}
+        args = [p.args for p in prepared]
+        scripts = [a for a in args if a[0].upper() in SCRIPT_COMMANDS]
+        result = await self._watchdog.run(self.backend.transaction(args), scripts)
+        if self._watchdog.enabled and is_busy(result):
+            result = await retry_while_busy(
+                lambda: self._watchdog.run(self.backend.transaction(args), scripts), is_busy
+            )
         if isinstance(result, ReplyError):
             self.metrics.error("redis")
             return 400, {"error": str(result)}
         self._count_redis_errors(result)
-        return 200, [encode_item(p.finish(r), base64_mode) for p, r in zip(prepared, result, strict=True)]
+        read_only = access is Access.READ_ONLY
+        return 200, [
+            encode_item(self._finish(p, r, read_only), base64_mode) for p, r in zip(prepared, result, strict=True)
+        ]
 
     def stats(self) -> dict[str, Any]:
         pubsub = self.pubsub.figures()

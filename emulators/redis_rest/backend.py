@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from emulators.redis_rest.commands import command_name
+from emulators.redis_rest.limits import script_lock_setup
 from emulators.redis_rest.resp import Command, Pool, Reply, ReplyError
 
 CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
@@ -26,16 +27,31 @@ class Limits:
     max_connections: int = 64
     connect_timeout_s: float = 2.0
     command_timeout_s: float = 30.0
+    script_timeout_s: float = 0.0  # 0: Redis' own lua-time-limit stays
+
+    def setup(self) -> list[Command]:
+        return script_lock_setup(self.script_timeout_s)
 
 
 class Backend(Protocol):
     async def redis_major(self) -> int: ...
     async def pipeline(self, commands: Sequence[Command]) -> list[Reply]: ...
     async def transaction(self, commands: Sequence[Command]) -> list[Reply] | ReplyError: ...
+    async def kill_script(self, script: Command) -> Reply: ...
     async def aclose(self) -> None: ...
     def reconnects(self) -> int:
         """How many connections were opened to replace one Redis dropped (the gateway's metrics)."""
         ...
+
+
+def kill_command(script: Command) -> Command:
+    """What stops the script `script` runs: SCRIPT KILL, or FUNCTION KILL for a function (FCALL)."""
+    return (b"FUNCTION", b"KILL") if script[0].upper().startswith(b"FCALL") else (b"SCRIPT", b"KILL")
+
+
+# DISCARD after EXEC: a no-op (an ignored error) when EXEC ran, but when Redis turned EXEC away with
+# BUSY (a slow script) the connection would otherwise stay inside MULTI for its next user.
+MULTI, EXEC, DISCARD = (b"MULTI",), (b"EXEC",), (b"DISCARD",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +88,19 @@ class RedisAddress:
 
 
 def transaction_result(replies: list[Reply]) -> list[Reply] | ReplyError:
-    """Turn the replies to MULTI, c1..cn, EXEC into Upstash's shape.
+    """Turn the replies to MULTI, c1..cn, EXEC (, DISCARD: its reply is dropped) into Upstash's shape.
 
     A queue-time error makes Redis discard the whole transaction (EXECABORT): Upstash answers one
     error object then, and we name the command that caused it.
     """
+    replies = replies[:-1]
     queued, executed = replies[1:-1], replies[-1]
     if isinstance(executed, ReplyError):
         cause = next(((i, r) for i, r in enumerate(queued) if isinstance(r, ReplyError)), None)
         if cause is None:
             return executed
+        if str(cause[1]).startswith("BUSY "):  # nothing ran: a script holds Redis (the caller may retry)
+            return cause[1]
         return ReplyError(f"{executed} (command {cause[0] + 1}: {cause[1]})")
     if isinstance(replies[0], ReplyError):
         return replies[0]
@@ -106,6 +125,7 @@ class SingleNode:
             max_connections=limits.max_connections,
             connect_timeout_s=limits.connect_timeout_s,
             handshake=address.handshake(),
+            setup=limits.setup(),
         )
         self._timeout_s = limits.command_timeout_s
         self._major: int | None = None
@@ -121,8 +141,12 @@ class SingleNode:
         return await self._pool.roundtrip(commands, self._timeout_s)
 
     async def transaction(self, commands: Sequence[Command]) -> list[Reply] | ReplyError:
-        replies = await self._pool.roundtrip([(b"MULTI",), *commands, (b"EXEC",)], self._timeout_s)
+        replies = await self._pool.roundtrip([MULTI, *commands, EXEC, DISCARD], self._timeout_s)
         return transaction_result(replies)
+
+    async def kill_script(self, script: Command) -> Reply:
+        (reply,) = await self._pool.side_roundtrip([kill_command(script)], self._timeout_s)
+        return reply
 
     def reconnects(self) -> int:
         return self._pool.reconnects
@@ -199,6 +223,7 @@ class Cluster:
                 max_connections=self._limits.max_connections,
                 connect_timeout_s=self._limits.connect_timeout_s,
                 handshake=self._address.handshake(),
+                setup=self._limits.setup(),
             )
         return pool
 
@@ -295,8 +320,17 @@ class Cluster:
             pool = await self._pool_for(commands)
         except CrossSlot as exc:
             return ReplyError(str(exc))
-        replies = await pool.roundtrip([(b"MULTI",), *commands, (b"EXEC",)], self._limits.command_timeout_s)
+        replies = await pool.roundtrip([MULTI, *commands, EXEC, DISCARD], self._limits.command_timeout_s)
         return transaction_result(replies)
+
+    async def kill_script(self, script: Command) -> Reply:
+        """On the node that runs the script: the one its keys hash to (the first primary if none)."""
+        try:
+            pool = await self._pool_for([script])
+        except CrossSlot as exc:
+            return ReplyError(str(exc))
+        (reply,) = await pool.side_roundtrip([kill_command(script)], self._limits.command_timeout_s)
+        return reply
 
     def reconnects(self) -> int:
         return sum(pool.reconnects for pool in self._pools.values())

@@ -202,7 +202,7 @@ class ScriptRegistry:
 
 _SCRIPTING = {"EVAL", "EVAL_RO", "EVALSHA", "EVALSHA_RO", "SCRIPT"}
 # Every command name `prepare` does anything about; all others pass through untouched.
-_SPECIAL = {
+SPECIAL = {
     name.encode()
     for name in (*REFUSED, *_TIMEOUT_LAST_S, *_TIMEOUT_FIRST_S, *_TIMEOUT_LAST_MS, "XREAD", "XREADGROUP", *_SCRIPTING)
 }
@@ -210,7 +210,7 @@ _SPECIAL = {
 
 def is_special(args: Sequence[bytes]) -> bool:
     """Whether `prepare` would do anything to this command; most commands pass through untouched."""
-    return args[0].upper() in _SPECIAL
+    return args[0].upper() in SPECIAL
 
 
 def prepare(args: tuple[bytes, ...], scripts: ScriptRegistry, redis_major: int, max_block_s: float) -> Prepared:

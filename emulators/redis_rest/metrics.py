@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from emulators.redis_rest.policy import UPSTASH_COMMANDS
 from emulators.redis_rest.pubsub import HubFigures
 
 PREFIX = "stashkit_gateway"
@@ -31,12 +32,17 @@ ENDPOINTS = ("command", "path", "pipeline", "multi-exec", "subscribe", "psubscri
 # From 0.1 ms (a loopback GET) to the default --command-timeout of 30 s.
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30)
 # Why an answer was an error (`errors_total{kind}`): Redis's own error replies are `redis`, one per
-# command; the others are the gateway's answers: a malformed body (`bad_request`), another 4xx of its
-# own (`http`: token, path, method, size), Redis unreachable (503), or a bug (500).
-ERROR_KINDS = ("redis", "bad_request", "http", "redis_unreachable", "internal")
-# Redis 7.0's top-level commands (`COMMAND LIST`), WAITAOF (7.2) and the hash-field-expiry commands of
-# 7.4 and 8.0: the values the `command` label may take.
-_KNOWN_COMMANDS_TEXT = """
+# command (a write stopped inside a read-only token's script too); the others are the gateway's answers:
+# a malformed body (`bad_request`), another 4xx of its own (`http`: token, path, method, size limits),
+# --request-timeout passed (`timeout`, 504), Redis unreachable (503), or a bug (500). Commands the
+# gateway refuses without sending them (policy, read-only token, REST rules) are `refused_total`, not errors.
+ERROR_KINDS = ("redis", "bad_request", "http", "timeout", "redis_unreachable", "internal")
+# Why a command was refused before reaching Redis (`refused_total{reason}`): not in Upstash's table
+# (`policy`), beyond a read-only token (`readonly`), a REST rule (`stateful`, `blocking`: commands.py),
+# or a request over a size limit (`limit`: counted once per request, as nothing of it runs).
+REFUSAL_REASONS = ("policy", "readonly", "stateful", "blocking", "limit")
+# Redis 7.0's top-level commands (`COMMAND LIST` of Debian 12's redis-server, which the tests run).
+_REDIS_7_0_COMMANDS = """
     ACL APPEND ASKING AUTH BGREWRITEAOF BGSAVE BITCOUNT BITFIELD BITFIELD_RO BITOP BITPOS BLMOVE BLMPOP BLPOP
     BRPOP BRPOPLPUSH BZMPOP BZPOPMAX BZPOPMIN CLIENT CLUSTER COMMAND CONFIG COPY DBSIZE DEBUG DECR DECRBY DEL
     DISCARD DUMP ECHO EVAL EVAL_RO EVALSHA EVALSHA_RO EXEC EXISTS EXPIRE EXPIREAT EXPIRETIME FAILOVER FCALL
@@ -55,9 +61,12 @@ _KNOWN_COMMANDS_TEXT = """
     ZCOUNT ZDIFF ZDIFFSTORE ZINCRBY ZINTER ZINTERCARD ZINTERSTORE ZLEXCOUNT ZMPOP ZMSCORE ZPOPMAX ZPOPMIN
     ZRANDMEMBER ZRANGE ZRANGEBYLEX ZRANGEBYSCORE ZRANGESTORE ZRANK ZREM ZREMRANGEBYLEX ZREMRANGEBYRANK
     ZREMRANGEBYSCORE ZREVRANGE ZREVRANGEBYLEX ZREVRANGEBYSCORE ZREVRANK ZSCAN ZSCORE ZUNION ZUNIONSTORE
-    HEXPIRE HEXPIREAT HEXPIRETIME HPERSIST HPEXPIRE HPEXPIREAT HPEXPIRETIME HPTTL HTTL HGETDEL HGETEX HSETEX WAITAOF
 """
-KNOWN_COMMANDS = frozenset(_KNOWN_COMMANDS_TEXT.split())
+# The values the `command` label may take: Redis 7.0's commands and every command of Upstash's table
+# (policy.py: up to Redis 8.2, JSON.*, SEARCH.*), so the label set stays bounded (about 290 values).
+KNOWN_COMMANDS = frozenset(_REDIS_7_0_COMMANDS.split()) | frozenset(
+    entry.partition("|")[0] for entry in UPSTASH_COMMANDS
+)
 _NAME_CACHE_LIMIT = 4096  # spellings (`get`, `GET`, `Get`) remembered; beyond it names are upper-cased each time
 
 
@@ -111,7 +120,7 @@ class GatewayMetrics:
         self.errors[kind] += count
 
     def refused(self, reason: str) -> None:
-        """A command refused before reaching Redis; `reason` is a short fixed word (`blocking`, `stateful`)."""
+        """A command refused before reaching Redis; `reason` is one of REFUSAL_REASONS."""
         self.refusals[reason] += 1
 
     def exposition(self) -> bytes:
@@ -141,8 +150,8 @@ class _Families(Collector):
             errors.add_metric([kind], m.errors[kind])
         yield errors
         refused = _counter("refused", "Commands refused before reaching Redis, by reason", ["reason"])
-        for reason, count in sorted(m.refusals.items()):
-            refused.add_metric([reason], count)
+        for reason in sorted({*REFUSAL_REASONS, *m.refusals}):
+            refused.add_metric([reason], m.refusals[reason])
         yield refused
         yield from _live(self._read_live())
 

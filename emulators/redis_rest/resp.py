@@ -103,12 +103,15 @@ class Connection:
         self._writer.close()
 
 
-async def open_connection(host: str, port: int, timeout_s: float, handshake: Sequence[Command] = ()) -> Connection:
-    """A new connection that has run the set-up commands (AUTH, SELECT) every connection needs."""
+async def open_connection(
+    host: str, port: int, timeout_s: float, handshake: Sequence[Command] = (), *, setup: Sequence[Command] = ()
+) -> Connection:
+    """A new connection that has run the set-up commands (AUTH, SELECT) every connection needs, then
+    `setup`, whose errors are ignored (a Redis may forbid CONFIG SET)."""
     connection = await Connection.open(host, port, timeout_s)
-    if handshake:
-        replies = await connection.roundtrip(handshake, timeout_s)
-        refused = next((r for r in replies if isinstance(r, ReplyError)), None)
+    if handshake or setup:
+        replies = await connection.roundtrip([*handshake, *setup], timeout_s)
+        refused = next((r for r in replies[: len(handshake)] if isinstance(r, ReplyError)), None)
         if refused is not None:
             connection.close()
             raise ConnectionLost(f"Redis refused the gateway's connection set-up: {refused}")
@@ -124,11 +127,19 @@ class Pool:
     """
 
     def __init__(
-        self, host: str, port: int, *, max_connections: int, connect_timeout_s: float, handshake: Sequence[Command] = ()
+        self,
+        host: str,
+        port: int,
+        *,
+        max_connections: int,
+        connect_timeout_s: float,
+        handshake: Sequence[Command] = (),
+        setup: Sequence[Command] = (),
     ) -> None:
         self.host = host
         self.port = port
         self._handshake = list(handshake)
+        self._setup = list(setup)  # run after the handshake; errors ignored (a Redis may forbid CONFIG)
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._connect_timeout_s = connect_timeout_s
@@ -152,7 +163,9 @@ class Pool:
             if not connection.stale:
                 return connection
             self._discard(connection)
-        connection = await open_connection(self.host, self.port, self._connect_timeout_s, self._handshake)
+        connection = await open_connection(
+            self.host, self.port, self._connect_timeout_s, self._handshake, setup=self._setup
+        )
         if self._lost:  # it replaces one that Redis dropped (a restart, a timeout, `CLIENT KILL`)
             self._lost -= 1
             self.reconnects += 1
@@ -161,6 +174,17 @@ class Pool:
     def _discard(self, connection: Connection) -> None:
         connection.close()
         self._lost += 1
+
+    async def side_roundtrip(self, commands: Sequence[Command], timeout_s: float) -> list[Reply]:
+        """On a connection of its own, outside the pool's limit, closed afterwards: for `SCRIPT KILL`
+        while every pooled connection may be waiting on the script. AUTH only: during a busy script
+        Redis still answers AUTH, but not SELECT."""
+        handshake = [command for command in self._handshake if command[0] == b"AUTH"]
+        connection = await open_connection(self.host, self.port, self._connect_timeout_s, handshake)
+        try:
+            return await connection.roundtrip(commands, timeout_s)
+        finally:
+            connection.close()
 
     def close(self) -> None:
         for connection in self._idle:

@@ -14,6 +14,7 @@ from emulators.redis_rest.app import Gateway as GatewayApp
 from emulators.redis_rest.app import Settings
 from emulators.redis_rest.backend import Limits, RedisAddress, SingleNode
 from emulators.redis_rest.pubsub import PubSubHub
+from emulators.redis_rest.tokens import Tokens
 from tests.conftest import Gateway, start_gateway
 from tests.servers import Process, redis_server
 
@@ -186,7 +187,7 @@ def test_gateways_in_one_process_keep_separate_metrics() -> None:
     def build() -> GatewayApp:
         address = RedisAddress.parse("redis://127.0.0.1:1")
         hub = PubSubHub("127.0.0.1", 1, connect_timeout_s=1, timeout_s=1)
-        return GatewayApp(SingleNode(address, Limits()), Settings(token="t"), hub)
+        return GatewayApp(SingleNode(address, Limits()), Settings(tokens=Tokens(["t"])), hub)
 
     first, second = build(), build()
     first.metrics.request("command", 200, 0.001)

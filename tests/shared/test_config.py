@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import redis_settings
+from shared.config import RedisSettings, readonly_redis_settings, redis_settings
 from shared.errors import ConfigurationError
 
 
@@ -51,3 +51,22 @@ def test_missing_or_malformed_variable_is_named(env: dict[str, str], variable: s
 def test_settings_never_show_the_token() -> None:
     settings = redis_settings({"UPSTASH_REDIS_REST_URL": "https://a.io", "UPSTASH_REDIS_REST_TOKEN": "s3cret"})
     assert "s3cret" not in repr(settings)
+
+
+def test_readonly_token_pairs_with_the_configured_url() -> None:
+    upstash = {
+        "UPSTASH_REDIS_REST_URL": "https://a.io/",
+        "UPSTASH_REDIS_REST_TOKEN": "rw",
+        "UPSTASH_REDIS_REST_READONLY_TOKEN": "ro",
+        "KV_REST_API_READ_ONLY_TOKEN": "kv-ro",
+    }
+    assert readonly_redis_settings(upstash) == RedisSettings("https://a.io", "ro")
+    vercel = {"KV_REST_API_URL": "https://kv.io", "KV_REST_API_READ_ONLY_TOKEN": "kv-ro"}
+    assert readonly_redis_settings(vercel) == RedisSettings("https://kv.io", "kv-ro")
+
+
+def test_missing_readonly_token_is_named() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        readonly_redis_settings({"UPSTASH_REDIS_REST_URL": "https://a.io", "KV_REST_API_READ_ONLY_TOKEN": "x"})
+    assert caught.value.variable == "UPSTASH_REDIS_REST_READONLY_TOKEN"
+    assert "read-only token" in str(caught.value)
