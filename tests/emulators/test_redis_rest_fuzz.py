@@ -220,7 +220,12 @@ def test_path_style_commands_with_no_known_name(
 @FUZZ
 @given(
     method=methods,
-    path=st.sampled_from(["/", "/pipeline", "/multi-exec", "/__stats", "//__stats", "/pipeline/", "/multi-exec/x"]),
+    path=st.sampled_from(
+        [
+            *("/", "/pipeline", "/multi-exec", "/__stats", "//__stats", "/pipeline/", "/multi-exec/x", "/__metrics"),
+            *("/subscribe", "/psubscribe/", "/subscribe/c", "/psubscribe/p*"),
+        ]
+    ),
     token=tokens,
     body=st.binary(max_size=32),
 )
@@ -231,7 +236,10 @@ def test_wrong_methods_on_every_endpoint(http: httpx.Client, method: str, path: 
         or (endpoint in ("", "pipeline", "multi-exec") and method == "POST" and body)
     ):
         body = b"\x00" + body  # a good method: make sure the body is still malformed
-    if endpoint == "__stats" and method in ("GET", "HEAD") and token in (GATEWAY_TOKEN, READ_ONLY):
-        token = "wrong-token"  # the one valid request here: /__stats answers 200
+    answers_200 = (endpoint in ("__stats", "__metrics") and method in ("GET", "HEAD")) or (
+        "/" in endpoint and endpoint.startswith(("subscribe", "psubscribe")) and method in ("GET", "POST")
+    )
+    if answers_200 and token in (GATEWAY_TOKEN, READ_ONLY):
+        token = "wrong-token"  # the valid requests here: /__stats, /__metrics and a stream answer 200
     content = body if method not in ("GET", "HEAD", "OPTIONS") else None
     check(http.request(method, path, content=content, headers=headers(token, "base64")), method)

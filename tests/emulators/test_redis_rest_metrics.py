@@ -3,6 +3,7 @@ adds, read back with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from tests.conftest import Gateway, start_gateway
 from tests.servers import Process, redis_server
 
 METRICS_TOKEN = "test-metrics-token"
+READ_ONLY = "test-read-only-token"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -195,3 +197,65 @@ def test_gateways_in_one_process_keep_separate_metrics() -> None:
     assert value(parse(first.metrics.exposition().decode()), "requests_total", endpoint="command", status="200") == 1
     assert value(parse(second.metrics.exposition().decode()), "requests_total", endpoint="command", status="200") == 0
     assert value(parse(second.metrics.exposition().decode()), "commands_total", command="GET") == 0
+
+
+def send_half_a_body(gateway: Gateway) -> bytes:
+    """A request whose body never finishes arriving: the gateway answers it at --request-timeout."""
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gateway.token}\r\nContent-Length: 100\r\n\r\n"
+        sock.sendall(head.encode() + b'["GET",')
+        reply = b""
+        while not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply
+
+
+def test_policy_read_only_and_limit_refusals_and_timeouts_are_counted(node: Process, tag: str) -> None:
+    gateway = start_gateway(
+        f"redis://127.0.0.1:{node.port}",
+        *("--readonly-token", READ_ONLY, "--max-pipeline-commands", "3", "--max-command-args", "4"),
+        *("--max-body-bytes", "300", "--request-timeout", "0.3", "--max-block", "0.1"),
+    )
+    try:
+        with (
+            httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.token}"}) as rw,
+            httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {READ_ONLY}"}) as ro,
+        ):
+            # Not in Upstash's table: a single command, one pipeline entry, a whole transaction.
+            assert rw.post("/", json=["DEBUG", "SLEEP", "0"]).status_code == 400
+            assert rw.post("/pipeline", json=[["GET", f"{tag}k"], ["MODULE", "LIST"]]).status_code == 200
+            assert rw.post("/multi-exec", json=[["SET", f"{tag}k", "v"], ["CONFIG", "RESETSTAT"]]).status_code == 400
+            # Beyond the read-only token, refused by the gateway (403) or by Redis inside EVAL_RO.
+            assert ro.post("/", json=["SET", f"{tag}k", "v"]).status_code == 403
+            assert ro.post("/pipeline", json=[["GET", f"{tag}k"], ["DEL", f"{tag}k"]]).status_code == 200
+            writes = ["EVAL", "return redis.call('SET', KEYS[1], 'v')", "1", f"{tag}k"]
+            assert ro.post("/", json=writes).status_code == 403
+            # Over the size limits: nothing of the request runs.
+            assert rw.post("/pipeline", json=[["PING"]] * 4).status_code == 400
+            assert rw.post("/", json=["MSET", f"{tag}a", "1", f"{tag}b", "2"]).status_code == 400
+            assert rw.post("/", json=["SET", f"{tag}k", "x" * 400]).status_code == 413
+            # A command of Upstash's table that Redis 7.0 lacks keeps its own label.
+            rw.post("/", json=["JSON.GET", f"{tag}j"])
+            assert ro.get("/__stats").status_code == 200
+        assert send_half_a_body(gateway).startswith(b"HTTP/1.1 504")
+
+        samples = scrape(gateway, READ_ONLY)  # either kind of token reads the metrics
+        assert value(samples, "refused_total", reason="policy") == 3
+        assert value(samples, "refused_total", reason="readonly") == 2
+        assert value(samples, "refused_total", reason="limit") == 3
+        assert value(samples, "requests_total", endpoint="command", status="403") == 2
+        assert value(samples, "requests_total", endpoint="command", status="504") == 1
+        assert value(samples, "requests_total", endpoint="__stats", status="200") == 1
+        # Refusals are not errors; the write stopped inside EVAL_RO and JSON.GET are Redis's own.
+        assert value(samples, "errors_total", kind="redis") == 2
+        assert value(samples, "errors_total", kind="http") == 3
+        assert value(samples, "errors_total", kind="timeout") == 1
+        assert value(samples, "errors_total", kind="bad_request") == 0
+        assert value(samples, "commands_total", command="JSON.GET") == 1
+        assert value(samples, "commands_total", command="DEBUG") == 1
+    finally:
+        gateway.process.stop()

@@ -309,6 +309,28 @@ async def test_cluster_subscribers_get_messages_published_on_any_node(
         assert await stream.next() == f"data: message,{tag}news,via the gateway"
 
 
+async def test_a_read_only_token_subscribes_and_a_stream_outlives_the_request_timeout(node: Process, tag: str) -> None:
+    """Subscribing reads, so the read-only token may; --request-timeout bounds requests, not streams."""
+    gateway = start_gateway(
+        f"redis://127.0.0.1:{node.port}",
+        *("--readonly-token", "ro", "--request-timeout", "0.3", "--max-block", "0.1", "--sse-heartbeat", "0.05"),
+    )
+    headers = {"Authorization": "Bearer ro"}
+    try:
+        async with (
+            httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=10) as http,
+            subscribe(http, f"/subscribe/{tag}c") as stream,
+        ):
+            assert await stream.next() == f"data: subscribe,{tag}c,1"
+            await stream.pings_until(20)  # each after 0.05 s of silence: the stream is 1 s old, past 0.3 s
+            publish = await http.post("/", json=["PUBLISH", f"{tag}c", "m"])
+            assert publish.status_code == 403  # the read-only token reads, never publishes
+            publish_through_gateway(gateway, f"{tag}c", "still open")
+            assert await stream.next() == f"data: message,{tag}c,still open"
+    finally:
+        gateway.process.stop()
+
+
 async def test_bad_subscriptions_get_json_errors(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
         assert (await http.post("/subscribe/c")).json() == {"error": "Unauthorized"}
