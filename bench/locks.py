@@ -48,8 +48,9 @@ COMPARE_AND_DELETE = Script(
 
 class DelayedClient:
     """An endpoint one network round trip away: waits `rtt_s` (idle, as on a network) before each call.
-    On loopback a call costs the client about 0.6 ms of CPU in httpx, which one Python thread cannot
-    overlap, so the parallel Redlock shows its real shape only once the wait is the network's."""
+    On loopback a call costs the client CPU (about 0.2 ms, bench/redis_client.py) that one Python thread
+    cannot overlap, and three gateways and three Redis servers share the machine's cores with it, so the
+    parallel Redlock shows its real shape only once the wait is the network's."""
 
     def __init__(self, inner: RedisClients, rtt_s: float) -> None:
         self.inner, self.rtt_s = inner, rtt_s
@@ -234,8 +235,9 @@ async def measure(ports: list[int]) -> None:
     print(f"  1 round trip per fenced write             {'met' if per_write == 1 else 'MISSED'}: {per_write:.2f}")
     print("  Redlock (3) at most 1.5x one endpoint     " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     print(
-        "    (p50; the endpoints are asked in parallel, but each request costs the client ~0.6 ms of CPU in httpx,\n"
-        "    which one thread runs in turn: the ratio falls toward 1x as the network's share of a call grows)"
+        "    (p50; the endpoints are asked in parallel, but each request costs the client CPU that one thread runs\n"
+        "    in turn, and the 3 gateways and Redis servers share the cores: the ratio falls toward 1x as the\n"
+        "    network's share of a call grows)"
     )
 
 

@@ -60,13 +60,17 @@ def chaos_roll(job_id: str, attempt: int) -> int:
     return int(hashlib.sha256(f"{job_id}:{attempt}".encode()).hexdigest(), 16) % 100
 
 
-@job("test.chaos", retries=2, timeout_s=1, queue="chaos")
+# The test predicts every outcome from the rolls, so an attempt fated to succeed must never be cut by
+# its timeout: its effect (one HINCRBY) takes milliseconds, and the timeout leaves seconds of margin for a
+# loaded machine (at 1 s, a stall of a second under three parallel suites once cancelled a success after
+# its effect: counted twice, as README "Jobs" says any non-idempotent effect can be).
+@job("test.chaos", retries=2, timeout_s=3, queue="chaos")
 async def chaos(payload: dict[str, Any], ctx: JobContext) -> None:
     roll = chaos_roll(payload["id"], ctx.attempt)
     if roll < CHAOS_FAILURE_PERCENT // 2:
         raise RuntimeError("chaos: raised")
     if roll < CHAOS_FAILURE_PERCENT:
-        await asyncio.sleep(5)  # cancelled at timeout_s
+        await asyncio.Event().wait()  # runs until cancelled at timeout_s
     await get_redis().hincrby(payload["key"], payload["id"], 1)
 
 
