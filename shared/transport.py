@@ -1,10 +1,12 @@
-"""The boundary between this library and the HTTP APIs it calls (the Redis REST endpoint, QStash): an
-httpx transport that maps failures once, in the style of httpx's own `map_httpcore_exceptions`.
+"""The boundary between this library and the HTTP APIs it calls through httpx (QStash, through its SDK):
+an httpx transport that maps failures once, in the style of httpx's own `map_httpcore_exceptions`, and
+the one-client-per-event-loop holder every client uses (the Redis client too: shared/redis.py).
 
 A refused, reset or timed-out connection, or an answer with a 5xx status, becomes the caller's
-"unavailable" error (`RedisUnavailable`, `QStashUnavailable`); everything else passes through unchanged,
-so a bug never looks like an outage. The SDKs re-raise whatever their transport raised when their own
-retries are off, which is how every call through them gets the mapping.
+"unavailable" error (`QStashUnavailable`); everything else passes through unchanged, so a bug never
+looks like an outage. The SDKs re-raise whatever their transport raised when their own retries are
+off, which is how every call through them gets the mapping. Redis calls no longer go through httpx:
+shared/redis_http.py maps its own transport's failures the same way, to `RedisUnavailable`.
 """
 
 from __future__ import annotations
