@@ -97,7 +97,8 @@ def as_read_only(args: tuple[bytes, ...]) -> tuple[bytes, ...]:
 def script_write_refused(reply: Reply, name: bytes) -> Reply:
     """Redis' refusal of a write inside a read-only script, in Upstash's NOPERM words."""
     if isinstance(reply, ReplyError) and any(text in str(reply) for text in _READ_ONLY_SCRIPT_ERRORS):
-        return ReplyError(f"{no_permission(name)} (read-only token: {reply})")
+        # named as the caller sent it: the gateway ran EVAL as EVAL_RO on its own account
+        return ReplyError(f"{no_permission(name.removesuffix(b'_RO'))} (read-only token: {reply})")
     return reply
 
 

@@ -106,7 +106,7 @@ def test_read_only_scripts_run_and_writing_scripts_are_refused(tokens_gateway: G
     ):
         response = post(tokens_gateway, READ_ONLY[0], ["EVAL", script, 1, f"{tag}k"])
         assert response.status_code == 403
-        assert response.json()["error"].startswith(noperm("eval_ro") + " (read-only token: ERR ")
+        assert response.json()["error"].startswith(noperm("eval") + " (read-only token: ERR ")
     assert post(tokens_gateway, READ_ONLY[0], ["GET", f"{tag}k"]).json() == {"result": "v"}
 
 
@@ -116,7 +116,7 @@ def test_read_only_pipeline_refuses_each_write_and_transaction_refuses_all(token
     items = post(tokens_gateway, READ_ONLY[0], body, "/pipeline").json()
     assert items[0] == {"result": "1"}
     assert items[1] == {"error": noperm("incr")}
-    assert items[2]["error"].startswith(noperm("eval_ro"))
+    assert items[2]["error"].startswith(noperm("eval"))
     response = post(tokens_gateway, READ_ONLY[0], [["GET", f"{tag}a"], ["SET", f"{tag}b", "2"]], "/multi-exec")
     assert response.status_code == 403
     assert response.json() == {"error": noperm("set")}
