@@ -15,6 +15,7 @@ import json
 import pstats
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import uvloop
@@ -46,7 +47,7 @@ async def load(port: int, requests: int) -> int:
         raws = [post(c, "/", json.dumps(args).encode()) for c in connections]
         result = await drive(
             "profile",
-            [(lambda c=c, raw=raw: send_ok(c, raw)) for c, raw in zip(connections, raws, strict=True)],
+            [partial(send_ok, c, raw) for c, raw in zip(connections, raws, strict=True)],
             requests,
         )
         sent += result.requests
