@@ -64,7 +64,7 @@ from emulators.redis_rest.tokens import (
 log = logging.getLogger("emulators.redis_rest")
 
 OK = b"OK"
-LIVE_PUBLISH_S = 0.1  # how stale another worker's open-subscription figures may be in /__stats, /__metrics
+LIVE_PUBLISH_S = 0.1  # how stale another worker's reconnect counts may be in /__stats and /__metrics
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -191,7 +191,8 @@ class Gateway:
                 return
 
     async def _publish_live(self) -> None:
-        """With several workers: keep this one's live figures (subscriptions, reconnects) fresh for the others."""
+        """With several workers: keep this one's reconnect counts fresh for the others (subscriptions are
+        published as they open and end)."""
         while True:
             await asyncio.sleep(LIVE_PUBLISH_S)
             self.metrics.publish_live()
@@ -273,7 +274,8 @@ class Gateway:
             "subscribe" if kind == "subscribe" else "psubscribe", relative.partition("/")[2], self.settings.streams
         )
         self._count(kind, len(subscriber.names))
-        await stream(self.pubsub, subscriber, receive, send, self._headers(), self.settings.streams.heartbeat_s)
+        heartbeat_s = self.settings.streams.heartbeat_s
+        await stream(self.pubsub, subscriber, receive, send, self._headers(), heartbeat_s, self.metrics.publish_live)
         return 200
 
     async def _route(self, scope: Scope, receive: Receive, path: str, relative: str | None) -> tuple[int, Any]:

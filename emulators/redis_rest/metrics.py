@@ -6,7 +6,8 @@ writer per row; prometheus-client's own metric objects take a lock per increment
 request on this machine, these about 1 us). A collector sums the rows of every worker and turns them
 into prometheus-client metric families when scraped, and the library writes the text format. Figures
 other parts already keep (open subscriptions, reconnects) are copied into the row by each worker
-(`publish_live`: at once for the worker answering, every 0.1 s for the others). Every label has a
+(`publish_live`: when a subscription opens or ends, when it answers a scrape, and every 0.1 s, so
+another worker's reconnect counts may be 0.1 s old). Every label has a
 bounded set of values: command names outside `KNOWN_COMMANDS` count as `other`.
 """
 
