@@ -200,7 +200,9 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = _SLASHES.sub("/", raw_path.decode("latin-1"))  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+        path = raw_path.decode("latin-1")
+        if "//" in path:  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+            path = _SLASHES.sub("/", path)
         relative = self._relative(path)
         endpoint = endpoint_kind(relative)
         body: Any = None  # stays None once a subscription stream has answered by itself
@@ -265,7 +267,7 @@ class Gateway:
 
     async def _subscribe(self, scope: Scope, receive: Receive, send: Send, kind: str, relative: str) -> int:
         """`/subscribe/<channel>...`, `/psubscribe/<pattern>...` (sse.py); GET too, for EventSource."""
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = _query(scope)
         # Either token may subscribe: subscribing reads (Upstash documents nothing either way).
         self._authorize(scope, query)
         if scope["method"] not in ("GET", "POST"):
@@ -282,7 +284,7 @@ class Gateway:
         method: str = scope["method"]
         if relative is None:
             raise HttpError(404, f"ERR no such endpoint: the gateway serves {self._base}")
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = _query(scope)
         if relative == "__metrics":
             self._authorize_metrics(scope, query)
             if method != "GET":
@@ -478,6 +480,11 @@ class Gateway:
 
     def stats(self) -> dict[str, Any]:
         return self.metrics.stats()
+
+
+def _query(scope: Scope) -> list[tuple[str, str]]:
+    raw: bytes = scope.get("query_string", b"")
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
