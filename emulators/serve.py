@@ -53,9 +53,16 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    app: ASGIApp, host: str, port: int, *, access_log: bool = False, on_exit: Callable[[], None] | None = None
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    access_log: bool = False,
+    on_exit: Callable[[], None] | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Run `app` until SIGINT/SIGTERM; `on_exit` is called (in the event loop) when one arrives."""
+    """Run `app` until SIGINT/SIGTERM; `on_exit` is called (in the event loop) when one arrives.
+    `sock`: an already listening socket to serve on, instead of binding host:port."""
     configure_logging()
     config = uvicorn.Config(
         app,
@@ -73,6 +80,6 @@ def serve(
     )
     server = uvicorn.Server(config) if on_exit is None else _Server(config, on_exit)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # e.g. the port is taken: as `uvicorn.run` does

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import sys
 
 from emulators.redis_rest import limits
 from emulators.redis_rest.app import Gateway, Settings
 from emulators.redis_rest.backend import Backend, Cluster, Limits, RedisAddress, SingleNode
+from emulators.redis_rest.metrics import counters
 from emulators.redis_rest.pubsub import PubSubHub
+from emulators.redis_rest.shared import SharedCounters
 from emulators.redis_rest.sse import StreamSettings
 from emulators.redis_rest.tokens import Tokens
-from emulators.serve import serve
+from emulators.redis_rest.workers import run_workers
+from emulators.serve import configure_logging, serve
 
 TOKEN_VAR = "STASHKIT_GATEWAY_TOKEN"
 READONLY_TOKEN_VAR = "STASHKIT_GATEWAY_READONLY_TOKEN"
@@ -128,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("STASHKIT_GATEWAY_METRICS_TOKEN"),
         help="a second token /__metrics accepts, for a scraper (default: $STASHKIT_GATEWAY_METRICS_TOKEN)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port (SO_REUSEPORT), counters shared; the gateway exits 1 if one dies "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     args.token = _tokens(args.token, TOKEN_VAR)
@@ -149,6 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("max_pipeline_commands", "max_command_args", "request_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if args.script_timeout < 0:
         parser.error("--script-timeout must be 0 (off) or positive")
     try:
@@ -160,6 +174,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.workers == 1:
+        run_worker(args, None, None)
+        return
+    configure_logging()
+    shared = counters(args.workers)
+
+    def run(index: int, sock: socket.socket) -> None:
+        shared.use_row(index)
+        run_worker(args, shared, sock)
+
+    sys.exit(run_workers(args.workers, args.host, args.port, run))
+
+
+def run_worker(args: argparse.Namespace, shared: SharedCounters | None, sock: socket.socket | None) -> None:
+    """One gateway process: its own Redis pools and pub/sub connection, counting into `shared`."""
     redis_limits = Limits(
         max_connections=args.max_connections,
         command_timeout_s=args.command_timeout,
@@ -189,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         request_timeout_s=args.request_timeout,
         script_timeout_s=args.script_timeout,
     )
-    gateway = Gateway(backend, settings, pubsub)
+    gateway = Gateway(backend, settings, pubsub, shared)
     # Open subscription streams never end by themselves: end them when asked to stop, or the server
     # would wait for them forever before shutting down.
     serve(
@@ -198,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         args.port,
         access_log=args.access_log,
         on_exit=lambda: pubsub.close_all("ERR the gateway is shutting down"),
+        sock=sock,
     )
 
 

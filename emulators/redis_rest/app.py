@@ -13,7 +13,6 @@ import re
 import secrets
 import time
 from binascii import b2a_base64
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -50,6 +49,7 @@ from emulators.redis_rest.metrics import CONTENT_TYPE, GatewayMetrics, LiveFigur
 from emulators.redis_rest.policy import CommandPolicy, needs_rewrite
 from emulators.redis_rest.pubsub import PubSubHub
 from emulators.redis_rest.resp import Command, ConnectionLost, Reply, ReplyError
+from emulators.redis_rest.shared import SharedCounters
 from emulators.redis_rest.sse import StreamSettings, stream, subscriber_for
 from emulators.redis_rest.tokens import (
     Access,
@@ -64,6 +64,7 @@ from emulators.redis_rest.tokens import (
 log = logging.getLogger("emulators.redis_rest")
 
 OK = b"OK"
+LIVE_PUBLISH_S = 0.1  # how stale another worker's reconnect counts may be in /__stats and /__metrics
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -142,11 +143,14 @@ _FIXED_ENDPOINTS |= {"__stats": "__stats", "__metrics": "__metrics"}
 
 
 class Gateway:
-    def __init__(self, backend: Backend, settings: Settings, pubsub: PubSubHub) -> None:
+    def __init__(
+        self, backend: Backend, settings: Settings, pubsub: PubSubHub, shared: SharedCounters | None = None
+    ) -> None:
         self.backend = backend
         self.settings = settings
         self.pubsub = pubsub
-        self.metrics = GatewayMetrics(lambda: LiveFigures(backend.reconnects(), pubsub.figures()))
+        # `shared`: the counters of every worker (--workers); None: this process's own.
+        self.metrics = GatewayMetrics(lambda: LiveFigures(backend.reconnects(), pubsub.figures()), shared)
         self._tokens = settings.tokens
         self._metrics_token = token_digest(settings.metrics_token.encode()) if settings.metrics_token else None
         self.policy = CommandPolicy(enabled=not settings.allow_admin, protected_users=settings.protected_users)
@@ -159,8 +163,7 @@ class Gateway:
         self._scripts = ScriptRegistry()
         self._sync_prefix = secrets.token_hex(4)
         self._sync_counter = itertools.count(1)
-        self.requests: Counter[str] = Counter()
-        self.commands: Counter[str] = Counter()
+        self._publisher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -172,17 +175,34 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.metrics.serving = True
+                if self.metrics.shared.workers > 1:
+                    self._publisher = asyncio.create_task(self._publish_live())
+                self.metrics.publish_live()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.metrics.serving = False
+                if self._publisher is not None:
+                    self._publisher.cancel()
+                self.metrics.publish_live()
                 await self.pubsub.aclose()
                 await self.backend.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _publish_live(self) -> None:
+        """With several workers: keep this one's reconnect counts fresh for the others (subscriptions are
+        published as they open and end)."""
+        while True:
+            await asyncio.sleep(LIVE_PUBLISH_S)
+            self.metrics.publish_live()
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        path = _SLASHES.sub("/", raw_path.decode("latin-1"))  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+        path = raw_path.decode("latin-1")
+        if "//" in path:  # `http://h/` + `/pipeline` = `//pipeline` (G6)
+            path = _SLASHES.sub("/", path)
         relative = self._relative(path)
         endpoint = endpoint_kind(relative)
         body: Any = None  # stays None once a subscription stream has answered by itself
@@ -247,7 +267,7 @@ class Gateway:
 
     async def _subscribe(self, scope: Scope, receive: Receive, send: Send, kind: str, relative: str) -> int:
         """`/subscribe/<channel>...`, `/psubscribe/<pattern>...` (sse.py); GET too, for EventSource."""
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = _query(scope)
         # Either token may subscribe: subscribing reads (Upstash documents nothing either way).
         self._authorize(scope, query)
         if scope["method"] not in ("GET", "POST"):
@@ -256,14 +276,15 @@ class Gateway:
             "subscribe" if kind == "subscribe" else "psubscribe", relative.partition("/")[2], self.settings.streams
         )
         self._count(kind, len(subscriber.names))
-        await stream(self.pubsub, subscriber, receive, send, self._headers(), self.settings.streams.heartbeat_s)
+        heartbeat_s = self.settings.streams.heartbeat_s
+        await stream(self.pubsub, subscriber, receive, send, self._headers(), heartbeat_s, self.metrics.publish_live)
         return 200
 
     async def _route(self, scope: Scope, receive: Receive, path: str, relative: str | None) -> tuple[int, Any]:
         method: str = scope["method"]
         if relative is None:
             raise HttpError(404, f"ERR no such endpoint: the gateway serves {self._base}")
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = _query(scope)
         if relative == "__metrics":
             self._authorize_metrics(scope, query)
             if method != "GET":
@@ -377,8 +398,7 @@ class Gateway:
         return replies
 
     def _count(self, endpoint: str, commands: int) -> None:
-        self.requests[endpoint] += 1
-        self.commands[endpoint] += commands
+        self.metrics.counted(endpoint, commands)
 
     def _count_refused(self, prepared: Sequence[Prepared]) -> None:
         for p in prepared:
@@ -459,13 +479,12 @@ class Gateway:
         ]
 
     def stats(self) -> dict[str, Any]:
-        pubsub = self.pubsub.figures()
-        return {
-            "requests": dict(self.requests),
-            "commands": dict(self.commands),
-            "total": {"requests": self.requests.total(), "commands": self.commands.total()},
-            "subscriptions": {"open": pubsub.subscribers, "channels": pubsub.channels, "patterns": pubsub.patterns},
-        }
+        return self.metrics.stats()
+
+
+def _query(scope: Scope) -> list[tuple[str, str]]:
+    raw: bytes = scope.get("query_string", b"")
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
 
 
 def _header(scope: Scope, name: bytes) -> bytes:

@@ -1,20 +1,23 @@
-"""The gateway's Prometheus metrics (`GET /__metrics`), in a registry of each gateway's own.
+"""The gateway's Prometheus metrics (`GET /__metrics`) and `/__stats` figures, over all its workers.
 
-Counting sits on the hot path of every request, so it is plain Python: integers in dicts and a list of
-bucket counts per endpoint, with the label values resolved once and cached (the gateway is one asyncio
-thread, so no lock is needed; prometheus-client's own metric objects take a lock per increment and cost
-3.2 us a request on this machine, these 1.3 us). A collector turns them into prometheus-client metric families
-when scraped, and the library writes the text format. Figures other parts already keep (open
-subscriptions, reconnects) are read at scrape time too. Every label has a bounded set of values:
-command names outside `KNOWN_COMMANDS` count as `other`.
+Counting sits on the hot path of every request, so it is plain Python: int64 slots in this worker's
+row of a shared mapping (shared.py), at offsets resolved once (label values cached), no lock (one
+writer per row; prometheus-client's own metric objects take a lock per increment and cost 3.2 us a
+request on this machine, these about 1 us). A collector sums the rows of every worker and turns them
+into prometheus-client metric families when scraped, and the library writes the text format. Figures
+other parts already keep (open subscriptions, reconnects) are copied into the row by each worker
+(`publish_live`: when a subscription opens or ends, when it answers a scrape, and every 0.1 s, so
+another worker's reconnect counts may be 0.1 s old). Every label has a
+bounded set of values: command names outside `KNOWN_COMMANDS` count as `other`.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from emulators.redis_rest.policy import UPSTASH_COMMANDS
 from emulators.redis_rest.pubsub import HubFigures
+from emulators.redis_rest.shared import SharedCounters
 
 PREFIX = "stashkit_gateway"
 # The classic text format every Prometheus reads (what prometheus-client's own server answers by default);
@@ -78,116 +82,178 @@ class LiveFigures:
     pubsub: HubFigures
 
 
-@dataclass(slots=True)
-class _Latency:
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))  # the last: +Inf
-    sum_s: float = 0.0
+# Where each count sits in a worker's row of SharedCounters (shared.py). Statuses 100..599 each have a
+# slot, so any status the gateway answers is counted exactly.
+COMMAND_LABELS = (*sorted(KNOWN_COMMANDS), "other")
+_COMMAND_INDEX = {name: index for index, name in enumerate(COMMAND_LABELS)}
+_ENDPOINT_INDEX = {endpoint: index for index, endpoint in enumerate(ENDPOINTS)}
+_STATUSES = 500
+_BUCKETS = len(LATENCY_BUCKETS_S) + 1  # the last: +Inf
+DROP_REASONS = ("slow_reader", "redis_lost")
+LIVE_FIELDS = ("serving", "subscribers", "channels", "patterns", "pubsub_reconnects", "reconnects", *DROP_REASONS)
+REQUESTS = 0
+LATENCY = REQUESTS + len(ENDPOINTS) * _STATUSES
+LATENCY_SUM_NS = LATENCY + len(ENDPOINTS) * _BUCKETS
+COMMANDS = LATENCY_SUM_NS + len(ENDPOINTS)
+ERRORS = COMMANDS + len(COMMAND_LABELS)
+REFUSALS = ERRORS + len(ERROR_KINDS)
+STATS_REQUESTS = REFUSALS + len(REFUSAL_REASONS)  # /__stats: requests and commands by endpoint
+STATS_COMMANDS = STATS_REQUESTS + len(ENDPOINTS)
+LIVE = STATS_COMMANDS + len(ENDPOINTS)
+ROW_SIZE = LIVE + len(LIVE_FIELDS)
+
+
+def counters(workers: int = 1) -> SharedCounters:
+    """The counters of a gateway of `workers` processes (create them before forking the workers)."""
+    return SharedCounters(ROW_SIZE, workers)
 
 
 class GatewayMetrics:
-    def __init__(self, read_live: Callable[[], LiveFigures]) -> None:
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.latency = {endpoint: _Latency() for endpoint in ENDPOINTS}
-        self.commands_by_name: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.refusals: Counter[str] = Counter()
-        self._names: dict[bytes, str] = {}
+    """Counts into this worker's row of `shared`; reports the sum over every worker."""
+
+    def __init__(self, read_live: Callable[[], LiveFigures], shared: SharedCounters | None = None) -> None:
+        self.shared = shared if shared is not None else counters()
+        self._read_live = read_live
+        self._names: dict[bytes, int] = {}
+        self.serving = False  # set by the gateway between its start-up and its shutdown
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_Families(self, read_live))  # last: registering collects once
+        self.registry.register(_Families(self))  # last: registering collects once
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests[(endpoint, status)] += 1
-        latency = self.latency[endpoint]
-        latency.counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1  # the first bucket with seconds <= le
-        latency.sum_s += seconds
+        row, e = self.shared.row, _ENDPOINT_INDEX[endpoint]
+        row[REQUESTS + e * _STATUSES + status - 100] += 1
+        row[LATENCY + e * _BUCKETS + bisect_left(LATENCY_BUCKETS_S, seconds)] += 1  # first bucket seconds <= le
+        row[LATENCY_SUM_NS + e] += int(seconds * 1e9)
+
+    def counted(self, endpoint: str, commands: int) -> None:
+        """A request to a command endpoint and its commands, for /__stats (the round-trip counters)."""
+        row, e = self.shared.row, _ENDPOINT_INDEX[endpoint]
+        row[STATS_REQUESTS + e] += 1
+        row[STATS_COMMANDS + e] += commands
 
     def commands(self, commands: Iterable[Sequence[bytes]]) -> None:
-        names, counts = self._names, self.commands_by_name
+        names, row = self._names, self.shared.row
         for args in commands:
-            name = names.get(args[0])
-            if name is None:
-                name = self._label(args[0])
-            counts[name] += 1
+            index = names.get(args[0])
+            if index is None:
+                index = self._label(args[0])
+            row[COMMANDS + index] += 1
 
-    def _label(self, raw: bytes) -> str:
+    def _label(self, raw: bytes) -> int:
         name = raw.decode(errors="replace").upper()
-        label = name if name in KNOWN_COMMANDS else "other"
+        index = _COMMAND_INDEX.get(name, len(COMMAND_LABELS) - 1)  # the last label: other
         if len(self._names) < _NAME_CACHE_LIMIT:
-            self._names[raw] = label
-        return label
+            self._names[raw] = index
+        return index
 
     def error(self, kind: str, count: int = 1) -> None:
-        self.errors[kind] += count
+        self.shared.row[ERRORS + ERROR_KINDS.index(kind)] += count
 
     def refused(self, reason: str) -> None:
         """A command refused before reaching Redis; `reason` is one of REFUSAL_REASONS."""
-        self.refusals[reason] += 1
+        self.shared.row[REFUSALS + REFUSAL_REASONS.index(reason)] += 1
+
+    def publish_live(self) -> None:
+        """Copy this worker's live figures (subscriptions, reconnects) where the other workers read them."""
+        live = self._read_live()
+        values: tuple[int, ...] = (
+            int(self.serving),
+            live.pubsub.subscribers,
+            live.pubsub.channels,
+            live.pubsub.patterns,
+        )
+        values += (live.pubsub.reconnects, live.reconnects, *(live.pubsub.dropped.get(r, 0) for r in DROP_REASONS))
+        self.shared.row[LIVE : LIVE + len(LIVE_FIELDS)] = memoryview(array("q", values))
+
+    def live(self) -> dict[str, int]:
+        """The live figures summed over the workers (this one's read now, the others' as last published)."""
+        self.publish_live()
+        return dict(zip(LIVE_FIELDS, self.shared.totals(LIVE, ROW_SIZE), strict=True))
+
+    def stats(self) -> dict[str, Any]:
+        """/__stats's figures over every worker, and what each worker served."""
+        totals = self.shared.totals(STATS_REQUESTS, LIVE)
+        requests = {e: n for e, n in zip(ENDPOINTS, totals[: len(ENDPOINTS)], strict=True) if n}
+        commands = {e: n for e, n in zip(ENDPOINTS, totals[len(ENDPOINTS) :], strict=True) if n}
+        live = self.live()
+        per_worker = [sum(row) for row in self.shared.rows(STATS_REQUESTS, STATS_COMMANDS)]
+        return {
+            "requests": requests,
+            "commands": commands,
+            "total": {"requests": sum(requests.values()), "commands": sum(commands.values())},
+            "subscriptions": {"open": live["subscribers"], "channels": live["channels"], "patterns": live["patterns"]},
+            "workers": {"count": self.shared.workers, "serving": live["serving"], "requests": per_worker},
+        }
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _Families(Collector):
-    """The counts as prometheus-client metric families, built at each scrape."""
+    """The counts of every worker as prometheus-client metric families, built at each scrape."""
 
-    def __init__(self, metrics: GatewayMetrics, read_live: Callable[[], LiveFigures]) -> None:
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
-        self._read_live = read_live
 
     def collect(self) -> Iterator[Metric]:
-        m = self._metrics
+        totals = self._metrics.shared.totals(0, LIVE)
         requests = _counter("requests", "HTTP requests by endpoint and status", ["endpoint", "status"])
-        for (endpoint, status), count in sorted(m.requests.items()):
-            requests.add_metric([endpoint, str(status)], count)
+        for endpoint in sorted(ENDPOINTS):
+            e = _ENDPOINT_INDEX[endpoint]
+            for offset, count in enumerate(totals[REQUESTS + e * _STATUSES : REQUESTS + (e + 1) * _STATUSES]):
+                if count:
+                    requests.add_metric([endpoint, str(100 + offset)], count)
         yield requests
-        yield self._latency()
+        yield _latency(totals)
         commands = _counter("commands", "Redis commands by name (names Redis does not know: other)", ["command"])
-        for name, count in sorted({"other": 0, **m.commands_by_name}.items()):
-            commands.add_metric([name], count)
+        for name, count in zip(COMMAND_LABELS, totals[COMMANDS:ERRORS], strict=True):
+            if count or name == "other":
+                commands.add_metric([name], count)
         yield commands
         errors = _counter("errors", "Error answers by kind", ["kind"])
-        for kind in ERROR_KINDS:
-            errors.add_metric([kind], m.errors[kind])
+        for kind, count in zip(ERROR_KINDS, totals[ERRORS:REFUSALS], strict=True):
+            errors.add_metric([kind], count)
         yield errors
         refused = _counter("refused", "Commands refused before reaching Redis, by reason", ["reason"])
-        for reason in sorted({*REFUSAL_REASONS, *m.refusals}):
-            refused.add_metric([reason], m.refusals[reason])
+        for reason, count in sorted(zip(REFUSAL_REASONS, totals[REFUSALS:STATS_REQUESTS], strict=True)):
+            refused.add_metric([reason], count)
         yield refused
-        yield from _live(self._read_live())
+        yield from _live(self._metrics.live())
 
-    def _latency(self) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            f"{PREFIX}_request_duration_seconds",
-            "Time from request to response (a subscription: the stream's life)",
-            labels=["endpoint"],
-        )
-        bounds = [repr(float(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"]  # `le` as Go prints it: 0.0001, 1.0
-        for endpoint, latency in self._metrics.latency.items():
-            cumulative, buckets = 0, []
-            for bound, count in zip(bounds, latency.counts, strict=True):
-                cumulative += count
-                buckets.append((bound, float(cumulative)))
-            family.add_metric([endpoint], buckets, latency.sum_s)
-        return family
+
+def _latency(totals: list[int]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(
+        f"{PREFIX}_request_duration_seconds",
+        "Time from request to response (a subscription: the stream's life)",
+        labels=["endpoint"],
+    )
+    bounds = [repr(float(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"]  # `le` as Go prints it: 0.0001, 1.0
+    for e, endpoint in enumerate(ENDPOINTS):
+        cumulative, buckets = 0, []
+        for bound, count in zip(bounds, totals[LATENCY + e * _BUCKETS : LATENCY + (e + 1) * _BUCKETS], strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        family.add_metric([endpoint], buckets, totals[LATENCY_SUM_NS + e] / 1e9)
+    return family
 
 
 def _counter(name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:
     return CounterMetricFamily(f"{PREFIX}_{name}", documentation, labels=labels)
 
 
-def _live(live: LiveFigures) -> Iterator[Metric]:
+def _live(live: dict[str, int]) -> Iterator[Metric]:
     reconnects = _counter("redis_reconnects", "New Redis connections opened to replace a lost one", ["connection"])
-    reconnects.add_metric(["commands"], live.reconnects)
-    reconnects.add_metric(["pubsub"], live.pubsub.reconnects)
+    reconnects.add_metric(["commands"], live["reconnects"])
+    reconnects.add_metric(["pubsub"], live["pubsub_reconnects"])
     yield reconnects
-    yield GaugeMetricFamily(
-        f"{PREFIX}_subscriptions_open", "Open SSE subscription streams", value=live.pubsub.subscribers
+    yield GaugeMetricFamily(f"{PREFIX}_subscriptions_open", "Open SSE subscription streams", value=live["subscribers"])
+    held = GaugeMetricFamily(
+        f"{PREFIX}_pubsub_subscribed", "Channels and patterns held at Redis (summed over workers)", labels=["kind"]
     )
-    held = GaugeMetricFamily(f"{PREFIX}_pubsub_subscribed", "Channels and patterns held at Redis", labels=["kind"])
-    held.add_metric(["channel"], live.pubsub.channels)
-    held.add_metric(["pattern"], live.pubsub.patterns)
+    held.add_metric(["channel"], live["channels"])
+    held.add_metric(["pattern"], live["patterns"])
     yield held
     dropped = _counter("subscriptions_dropped", "Subscription streams the gateway ended", ["reason"])
-    for reason in ("slow_reader", "redis_lost"):
-        dropped.add_metric([reason], live.pubsub.dropped.get(reason, 0))
+    for reason in DROP_REASONS:
+        dropped.add_metric([reason], live[reason])
     yield dropped

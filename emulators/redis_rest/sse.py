@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -66,12 +67,15 @@ async def stream(
     send: Send,
     headers: list[tuple[bytes, bytes]],
     heartbeat_s: float,
+    changed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Attach `subscriber` and stream its events until someone ends it.
+    """Attach `subscriber` and stream its events until someone ends it; `changed()` is called once it
+    is attached and once it is detached (the gateway's workers publish their subscription figures).
 
     Raises ConnectionLost before anything is sent if Redis cannot be reached (the caller answers 503).
     """
     await hub.attach(subscriber)
+    changed()
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS + headers})
         confirm = subscriber.kind.encode()
@@ -82,6 +86,7 @@ async def stream(
         log.exception("subscription stream failed")
     finally:
         hub.detach(subscriber)
+        changed()
 
 
 async def _until_ended(subscriber: Subscriber, receive: Receive, send: Send, heartbeat_s: float) -> None:
