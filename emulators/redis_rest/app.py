@@ -128,6 +128,12 @@ def encode_item(reply: Reply, base64_mode: bool) -> dict[str, Any]:
     return {"result": encode_reply(reply, base64_mode)}
 
 
+# The methods each endpoint takes, for a 405's `Allow`; path-style commands take the rest's default.
+_ALLOW = {"command": b"POST", "pipeline": b"POST", "multi-exec": b"POST", "__stats": b"GET", "__metrics": b"GET"}
+_ALLOW |= {"subscribe": b"GET, POST", "psubscribe": b"GET, POST"}
+_ALLOW_PATH = b"GET, POST, PUT, HEAD"
+
+
 def endpoint_kind(relative: str | None) -> str:
     """The `endpoint` label of a request: which of the gateway's endpoints a path names."""
     if relative is None:
@@ -238,7 +244,7 @@ class Gateway:
             status, body = 500, {"error": "ERR internal gateway error (see the gateway's log)"}
             self.metrics.error("internal")
         if body is not None:
-            await self._respond(send, status, body, allow_post=status == 405)
+            await self._respond(send, status, body, allow=_ALLOW.get(endpoint, _ALLOW_PATH) if status == 405 else None)
         self.metrics.request(endpoint, status, time.perf_counter() - started)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
@@ -248,14 +254,14 @@ class Gateway:
             headers.append((b"connection", b"close"))
         return headers
 
-    async def _respond(self, send: Send, status: int, body: Any, allow_post: bool) -> None:
+    async def _respond(self, send: Send, status: int, body: Any, allow: bytes | None) -> None:
         if type(body) is RawBody:
             content_type, payload = body
         else:
             content_type, payload = b"application/json", orjson.dumps(body)
         headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode()), *self._headers()]
-        if allow_post:
-            headers.append((b"allow", b"GET, POST, PUT, HEAD"))
+        if allow is not None:  # a 405 names the methods its endpoint takes (RFC 9110, 15.5.6)
+            headers.append((b"allow", allow))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -115,18 +115,22 @@ def test_malformed_bodies_get_400_json_naming_the_problem(http: httpx.Client) ->
         assert message in response.json()["error"], body
 
 
-def test_other_methods_get_405_json(http: httpx.Client) -> None:
-    for method, path in (
-        ("GET", "/"),
-        ("DELETE", "/"),
-        ("PUT", "/pipeline"),
-        ("GET", "/multi-exec"),
-        ("DELETE", "/get/k"),
-        ("PATCH", "/set/k/v"),
+def test_other_methods_get_405_json_naming_what_the_endpoint_takes(http: httpx.Client) -> None:
+    for method, path, allowed in (
+        ("GET", "/", "POST"),
+        ("DELETE", "/", "POST"),
+        ("PUT", "/pipeline", "POST"),
+        ("GET", "/multi-exec", "POST"),
+        ("DELETE", "/get/k", "GET, POST, PUT, HEAD"),
+        ("PATCH", "/set/k/v", "GET, POST, PUT, HEAD"),
+        ("POST", "/__stats", "GET"),
+        ("POST", "/__metrics", "GET"),
+        ("PUT", "/subscribe/news", "GET, POST"),
     ):
         response = http.request(method, path)
         assert response.status_code == 405, (method, path)
         assert "error" in response.json()
+        assert response.headers["allow"] == allowed, (method, path)
 
 
 def test_double_slashes_and_path_style_commands(gateway: Gateway, http: httpx.Client, tag: str) -> None:
