@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.http_client import machine  # noqa: E402
+from bench.http_client import HttpConnection, machine  # noqa: E402
 from shared.config import RedisSettings  # noqa: E402
 from shared.redis import RedisClients  # noqa: E402
 from tests.servers import free_port, python_module, redis_server  # noqa: E402
@@ -120,27 +120,21 @@ async def open_pyreqwest(url: str, concurrency: int) -> tuple[list[Call], Callab
 
 
 async def open_floor(url: str, concurrency: int) -> tuple[list[Call], Callable[[], Awaitable[None]]]:
-    port = int(url.rsplit(":", 1)[1])
-    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
-    streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    connections = [await HttpConnection.open(int(url.rsplit(":", 1)[1])) for _ in range(concurrency)]
+    headers = {k: v for k, v in HEADERS.items() if k != "Content-Type"}  # HttpConnection adds it
 
-    def caller(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Call:
+    def caller(connection: HttpConnection) -> Call:
         async def call(command: list[Any]) -> Any:
-            body = json.dumps(command).encode()
-            writer.write(
-                f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-            )
-            response_head = await reader.readuntil(b"\r\n\r\n")
-            length = int(response_head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            return json.loads(await reader.readexactly(length))
+            _, body = await connection.send(connection.request("/", json.dumps(command).encode(), headers))
+            return json.loads(body)
 
         return call
 
     async def close() -> None:
-        for _, writer in streams:
-            writer.close()
+        for connection in connections:
+            connection.close()
 
-    return [caller(r, w) for r, w in streams], close
+    return [caller(c) for c in connections], close
 
 
 SUBJECTS = [

@@ -127,6 +127,20 @@ def python_module(module: str, port: int, *args: str, env: dict[str, str] | None
     return Process([sys.executable, "-m", module, "--port", str(port), *args], port, env or {})
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m module args...` run to its end (a command-line check: it must exit by itself), with
+    a bare environment so no variable of the caller's leaks into what it reads."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
 @dataclass
 class RedisCluster:
     """A 3-master Redis Cluster on loopback, made with `redis-cli --cluster create`."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +16,7 @@ from upstash_redis.errors import UpstashError
 
 from emulators.redis_rest.commands import rewrite_shebang
 from tests.conftest import start_gateway
-from tests.servers import ROOT, redis_server
+from tests.servers import redis_server, run_module
 
 
 def test_redis_outage_gives_503_json_and_the_gateway_recovers_without_restart() -> None:
@@ -131,15 +129,7 @@ def test_connection_close_mode_closes_every_connection() -> None:
     ],
 )
 def test_bad_command_line_fails_with_a_clear_message(argv: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "emulators.redis_rest", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    result = run_module("emulators.redis_rest", *argv)
     assert result.returncode == 2
     assert message in result.stderr
 

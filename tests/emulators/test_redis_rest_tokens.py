@@ -17,7 +17,7 @@ from upstash_redis import Redis
 from upstash_redis.errors import UpstashError
 
 from tests.conftest import GATEWAY_TOKEN, Gateway, start_gateway
-from tests.servers import ROOT, Process, RedisCluster, free_port, python_module, redis_server, wait_for_port
+from tests.servers import ROOT, Process, RedisCluster, free_port, python_module, redis_server, run_module, wait_for_port
 
 ROTATED = "rotated-rw-token"
 READ_ONLY = ("ro-token-one", "ro-token-two")
@@ -159,15 +159,7 @@ def test_read_only_token_from_the_environment(redis_node: Process, tag: str) -> 
     ],
 )
 def test_bad_token_options_fail_with_a_clear_message(argv: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "emulators.redis_rest", "--port", "1", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    result = run_module("emulators.redis_rest", "--port", "1", *argv)
     assert result.returncode == 2
     assert message in result.stderr
 
